@@ -238,7 +238,7 @@ impl MemoryCache {
         for shard in self.core.shards.iter() {
             let state = shard.state.read();
             stats.entries += state.store.len() as u64;
-            stats.bytes += state.store.bytes() as u64;
+            stats.bytes += state.store.bytes();
         }
         stats
     }

@@ -166,26 +166,18 @@ impl Store {
         expires: Millis,
         counters: &Counters,
     ) {
-        let mut freq = 0;
-        let mut queue = if self.ghost.contains(hash) {
+        let charge = charge(ns.encoded_len(key), value.len());
+        debug_assert!(charge <= self.capacity);
+        if let Some(idx) = self.find_index(hash, ns, key) {
+            self.replace(idx, value, expires, counters);
+            return;
+        }
+        self.make_room(charge, NIL, counters);
+        let queue = if self.ghost.contains(hash) {
             Queue::Main
         } else {
             Queue::Small
         };
-        if let Some(old) = self.find_index(hash, ns, key) {
-            let slot = &self.slab[old as usize];
-            freq = slot.freq.load(Ordering::Relaxed);
-            queue = slot.queue;
-            self.remove_index(hash, old);
-        }
-        let charge = charge(ns.encoded_len(key), value.len());
-        debug_assert!(charge <= self.capacity);
-        while self.bytes() + charge > self.capacity {
-            if !self.evict_one() {
-                break;
-            }
-            counters.bump(Counter::Evictions);
-        }
         let mut stored = Vec::with_capacity(ns.encoded_len(key));
         ns.encode_key_into(key, &mut stored);
         let slot = Slot {
@@ -194,7 +186,7 @@ impl Store {
             expires,
             prev: NIL,
             next: NIL,
-            freq: AtomicU8::new(freq),
+            freq: AtomicU8::new(0),
             queue: Queue::Free,
         };
         let idx = if self.free != NIL {
@@ -218,6 +210,39 @@ impl Store {
             self.expiry.insert((expires, idx));
         }
         self.push_back(queue, idx);
+    }
+
+    /// Overwrites an entry in place: it keeps its key, queue position and frequency.
+    fn replace(&mut self, idx: u32, value: Bytes, expires: Millis, counters: &Counters) {
+        let slot = &self.slab[idx as usize];
+        let (old_charge, old_expires, queue) = (slot.charge(), slot.expires, slot.queue);
+        let new_charge = charge(slot.key.len(), value.len());
+        if new_charge > old_charge {
+            self.make_room(new_charge - old_charge, idx, counters);
+        }
+        let list = self.list(queue);
+        list.bytes = list.bytes - old_charge + new_charge;
+        if old_expires != expires {
+            if old_expires != 0 {
+                self.expiry.remove(&(old_expires, idx));
+            }
+            if expires != 0 {
+                self.expiry.insert((expires, idx));
+            }
+        }
+        let slot = &mut self.slab[idx as usize];
+        slot.value = value;
+        slot.expires = expires;
+    }
+
+    /// Evicts until `needed` more bytes fit, never evicting the entry at `protect`.
+    fn make_room(&mut self, needed: u64, protect: u32, counters: &Counters) {
+        while self.bytes() + needed > self.capacity {
+            if !self.evict_one(protect) {
+                break;
+            }
+            counters.bump(Counter::Evictions);
+        }
     }
 
     /// Removes `(ns, key)`; whether it was present.
@@ -247,14 +272,21 @@ impl Store {
         reclaimed
     }
 
-    /// Evicts one entry by S3-FIFO; false when the shard is empty.
-    fn evict_one(&mut self) -> bool {
+    /// Evicts one entry by S3-FIFO, passing over `protect`; false when nothing else is left.
+    fn evict_one(&mut self, protect: u32) -> bool {
+        // Each entry is passed over at most a few times (its frequency drops each pass), so
+        // this bound is never reached unless `protect` is all that is left.
+        let mut passes = 4 * self.len() + 4;
         loop {
+            if passes == 0 {
+                return false;
+            }
+            passes -= 1;
             let small_target = self.capacity * SMALL_PERCENT / 100;
             if self.small.len > 0 && (self.small.bytes > small_target || self.main.len == 0) {
                 let idx = self.small.head;
                 let slot = &self.slab[idx as usize];
-                if slot.freq.load(Ordering::Relaxed) > 1 {
+                if idx == protect || slot.freq.load(Ordering::Relaxed) > 1 {
                     // Seen again while on probation: promote to main.
                     slot.freq.store(0, Ordering::Relaxed);
                     self.unlink(idx);
@@ -262,7 +294,7 @@ impl Store {
                     continue;
                 }
                 let hash = self.hasher.hash_stored(&slot.key);
-                let ghost_capacity = self.main.len as usize;
+                let ghost_capacity = self.len();
                 self.ghost.push(hash, ghost_capacity);
                 self.remove_index(hash, idx);
                 return true;
@@ -273,8 +305,8 @@ impl Store {
             let idx = self.main.head;
             let slot = &self.slab[idx as usize];
             let f = slot.freq.load(Ordering::Relaxed);
-            if f > 0 {
-                slot.freq.store(f - 1, Ordering::Relaxed);
+            if idx == protect || f > 0 {
+                slot.freq.store(f.saturating_sub(1), Ordering::Relaxed);
                 self.unlink(idx);
                 self.push_back(Queue::Main, idx);
                 continue;
