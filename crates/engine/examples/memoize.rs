@@ -65,17 +65,15 @@ async fn main() -> Result<()> {
     let again = report(&cache, &ns, 2, &computations).await?;
     println!("day 2 again (hit): {}", String::from_utf8_lossy(&again));
     let fresh = report(&cache, &ns, 9, &computations).await?;
-    println!("day 9 (miss, computed): {}", String::from_utf8_lossy(&fresh));
+    println!(
+        "day 9 (miss, computed): {}",
+        String::from_utf8_lossy(&fresh)
+    );
 
     let stats = cache.stats();
     println!(
         "stats: hits={} misses={} inserts={} rendezvous_waits={} entries={} bytes={}",
-        stats.hits,
-        stats.misses,
-        stats.inserts,
-        stats.rendezvous_waits,
-        stats.entries,
-        stats.bytes
+        stats.hits, stats.misses, stats.inserts, stats.rendezvous_waits, stats.entries, stats.bytes
     );
     Ok(())
 }

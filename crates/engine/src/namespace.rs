@@ -13,9 +13,32 @@ use crate::error::{Error, Result};
 pub const MAX_NAMESPACE_LEN: usize = u8::MAX as usize;
 
 /// A separate keyspace: keys of one namespace can never be read or written through another.
-#[derive(Clone, PartialEq, Eq, Hash)]
+///
+/// Cheap to clone (one thin `Arc`); the memory engine keeps one per entry and compares them by
+/// pointer first.
+#[derive(Clone)]
 pub struct Namespace {
-    name: Arc<str>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Box<str>,
+    /// A fixed (unseeded) hash of the name, so engines need not hash the name on every call.
+    fingerprint: u64,
+}
+
+impl PartialEq for Namespace {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.name == other.inner.name
+    }
+}
+
+impl Eq for Namespace {}
+
+impl std::hash::Hash for Namespace {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name.hash(state);
+    }
 }
 
 impl Namespace {
@@ -28,24 +51,42 @@ impl Namespace {
                 name.len()
             )));
         }
-        Ok(Self { name: name.into() })
+        Ok(Self::from_valid(name))
+    }
+
+    fn from_valid(name: &str) -> Self {
+        use std::hash::BuildHasher;
+        let fingerprint =
+            foldhash::fast::FixedState::with_seed(0x7761_7369_2d63_6163).hash_one(name);
+        Self {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                fingerprint,
+            }),
+        }
     }
 
     /// The namespace's name.
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.inner.name
+    }
+
+    /// A fixed hash of the name, for backends that mix it into their own seeded key hash.
+    #[inline]
+    pub fn fingerprint(&self) -> u64 {
+        self.inner.fingerprint
     }
 
     /// Length of the stored key for `key` in this namespace.
     pub fn encoded_len(&self, key: &[u8]) -> usize {
-        1 + self.name.len() + key.len()
+        1 + self.as_str().len() + key.len()
     }
 
     /// Appends the stored form of `key` (`len(ns) ‖ ns ‖ key`) to `out`.
     pub fn encode_key_into(&self, key: &[u8], out: &mut Vec<u8>) {
         out.reserve(self.encoded_len(key));
-        out.push(self.name.len() as u8);
-        out.extend_from_slice(self.name.as_bytes());
+        out.push(self.as_str().len() as u8);
+        out.extend_from_slice(self.as_str().as_bytes());
         out.extend_from_slice(key);
     }
 
@@ -58,7 +99,7 @@ impl Namespace {
 
     /// Whether `stored` is exactly the stored form of `key` in this namespace, without allocating.
     pub fn matches(&self, stored: &[u8], key: &[u8]) -> bool {
-        let ns = self.name.as_bytes();
+        let ns = self.as_str().as_bytes();
         stored.len() == 1 + ns.len() + key.len()
             && stored[0] as usize == ns.len()
             && &stored[1..1 + ns.len()] == ns
@@ -75,9 +116,7 @@ impl Namespace {
 impl Default for Namespace {
     /// The namespace named `default`, as the CLI uses when none is given.
     fn default() -> Self {
-        Self {
-            name: "default".into(),
-        }
+        Self::from_valid("default")
     }
 }
 
@@ -89,7 +128,7 @@ impl fmt::Debug for Namespace {
 
 impl fmt::Display for Namespace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
     }
 }
 

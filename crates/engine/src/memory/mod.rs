@@ -9,6 +9,7 @@
 //! that the shard's earliest expiry has passed.
 
 mod ghost;
+mod key;
 mod rendezvous;
 mod store;
 
@@ -34,23 +35,17 @@ use store::Store;
 /// Expired entries one operation reclaims at most, so no call pays for a backlog.
 const SWEEP_BUDGET: usize = 16;
 
-/// Hashes `(namespace, key)` pairs, the same way whether given in parts or in stored form.
+/// Hashes `(namespace, key)` pairs with a per-cache random seed.
 #[derive(Clone)]
 pub(crate) struct KeyHasher(foldhash::fast::RandomState);
 
 impl KeyHasher {
     #[inline]
-    fn hash(&self, ns: &[u8], key: &[u8]) -> u64 {
+    fn hash(&self, ns: &Namespace, key: &[u8]) -> u64 {
         let mut h = self.0.build_hasher();
-        h.write_u8(ns.len() as u8);
-        h.write(ns);
+        h.write_u64(ns.fingerprint());
         h.write(key);
         h.finish()
-    }
-
-    fn hash_stored(&self, stored: &[u8]) -> u64 {
-        let (ns, key) = Namespace::decode_key(stored).expect("stored keys are encoded");
-        self.hash(ns, key)
     }
 }
 
@@ -267,7 +262,7 @@ impl MemoryCache {
 impl Core {
     #[inline]
     fn hash(&self, ns: &Namespace, key: &[u8]) -> u64 {
-        self.hasher.hash(ns.as_str().as_bytes(), key)
+        self.hasher.hash(ns, key)
     }
 
     #[inline]
@@ -307,12 +302,11 @@ impl Core {
             None if count_miss => self.counters.bump(Counter::Misses),
             None => {}
         }
-        if let Some(now) = now {
-            if shard.next_expiry.load(Ordering::Relaxed) <= now {
-                if let Some(mut state) = shard.state.try_write() {
-                    self.after_write(shard, &mut state);
-                }
-            }
+        if let Some(now) = now
+            && shard.next_expiry.load(Ordering::Relaxed) <= now
+            && let Some(mut state) = shard.state.try_write()
+        {
+            self.after_write(shard, &mut state);
         }
         found
     }
@@ -368,7 +362,7 @@ impl Core {
 /// after the TTL, never before.
 fn ceil_millis(ttl: Duration) -> u64 {
     let ms = ttl.as_millis().min(u64::MAX as u128) as u64;
-    if ttl.subsec_nanos() % 1_000_000 != 0 {
+    if !ttl.subsec_nanos().is_multiple_of(1_000_000) {
         ms.saturating_add(1)
     } else {
         ms

@@ -12,6 +12,7 @@ use hashbrown::HashTable;
 
 use super::KeyHasher;
 use super::ghost::Ghost;
+use super::key::KeyBytes;
 use crate::clock::Millis;
 use crate::namespace::Namespace;
 use crate::stats::{Counter, Counters};
@@ -21,12 +22,14 @@ const NIL: u32 = u32::MAX;
 /// Highest access frequency S3-FIFO tracks (two bits' worth).
 const MAX_FREQ: u8 = 3;
 
-/// Bytes charged per entry on top of its key and value: the slot, its table index and the
-/// allocator headers of the key and value buffers.
+/// Bytes charged per entry on top of its namespace, key and value: the slot, its table index
+/// and the allocator headers of out-of-line key and value buffers.
 pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>() + 8 + 16;
 
-/// The fraction of a shard's bytes given to the small (probationary) queue, in percent.
-const SMALL_PERCENT: u64 = 10;
+/// The share of a shard's bytes given to the small (probationary) queue, in percent. Smaller
+/// than the paper's 10 %: measured on Zipf traces (docs/benchmarks.md), 2 % keeps scan
+/// resistance and raises the hit ratio.
+const SMALL_PERCENT: u64 = 2;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Queue {
@@ -35,10 +38,10 @@ enum Queue {
     Main,
 }
 
-/// One entry, or a free slot (empty key and value) chained through `next`.
+/// One entry, or a free slot (no namespace, empty key and value) chained through `next`.
 pub(super) struct Slot {
-    /// The namespace-encoded key ([`Namespace::encode_key`]).
-    key: Box<[u8]>,
+    ns: Option<Namespace>,
+    key: KeyBytes,
     value: Bytes,
     /// Expiry in clock milliseconds; 0 means never.
     expires: Millis,
@@ -49,6 +52,12 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// Whether this slot holds `key` of `ns`.
+    #[inline]
+    fn is(&self, ns: &Namespace, key: &[u8]) -> bool {
+        self.key.as_slice() == key && self.ns.as_ref() == Some(ns)
+    }
+
     /// The stored value, shared.
     pub(super) fn value(&self) -> &Bytes {
         &self.value
@@ -69,7 +78,15 @@ impl Slot {
     }
 
     fn charge(&self) -> u64 {
-        charge(self.key.len(), self.value.len())
+        let ns_len = self.ns.as_ref().map_or(0, |ns| ns.as_str().len());
+        charge(1 + ns_len + self.key.as_slice().len(), self.value.len())
+    }
+
+    fn hash(&self, hasher: &KeyHasher) -> u64 {
+        hasher.hash(
+            self.ns.as_ref().expect("occupied slot"),
+            self.key.as_slice(),
+        )
     }
 }
 
@@ -145,7 +162,7 @@ impl Store {
     #[inline]
     fn find_index(&self, hash: u64, ns: &Namespace, key: &[u8]) -> Option<u32> {
         self.table
-            .find(hash, |&i| ns.matches(&self.slab[i as usize].key, key))
+            .find(hash, |&i| self.slab[i as usize].is(ns, key))
             .copied()
     }
 
@@ -178,10 +195,9 @@ impl Store {
         } else {
             Queue::Small
         };
-        let mut stored = Vec::with_capacity(ns.encoded_len(key));
-        ns.encode_key_into(key, &mut stored);
         let slot = Slot {
-            key: stored.into_boxed_slice(),
+            ns: Some(ns.clone()),
+            key: KeyBytes::new(key),
             value,
             expires,
             prev: NIL,
@@ -205,7 +221,7 @@ impl Store {
             hasher,
             ..
         } = self;
-        table.insert_unique(hash, idx, |&i| hasher.hash_stored(&slab[i as usize].key));
+        table.insert_unique(hash, idx, |&i| slab[i as usize].hash(hasher));
         if expires != 0 {
             self.expiry.insert((expires, idx));
         }
@@ -216,7 +232,7 @@ impl Store {
     fn replace(&mut self, idx: u32, value: Bytes, expires: Millis, counters: &Counters) {
         let slot = &self.slab[idx as usize];
         let (old_charge, old_expires, queue) = (slot.charge(), slot.expires, slot.queue);
-        let new_charge = charge(slot.key.len(), value.len());
+        let new_charge = old_charge - slot.value.len() as u64 + value.len() as u64;
         if new_charge > old_charge {
             self.make_room(new_charge - old_charge, idx, counters);
         }
@@ -262,7 +278,7 @@ impl Store {
         while reclaimed < budget as u64 {
             match self.expiry.first() {
                 Some(&(at, idx)) if at <= now => {
-                    let hash = self.hasher.hash_stored(&self.slab[idx as usize].key);
+                    let hash = self.slab[idx as usize].hash(&self.hasher);
                     self.remove_index(hash, idx);
                     reclaimed += 1;
                 }
@@ -286,14 +302,14 @@ impl Store {
             if self.small.len > 0 && (self.small.bytes > small_target || self.main.len == 0) {
                 let idx = self.small.head;
                 let slot = &self.slab[idx as usize];
-                if idx == protect || slot.freq.load(Ordering::Relaxed) > 1 {
+                if idx == protect || slot.freq.load(Ordering::Relaxed) > 0 {
                     // Seen again while on probation: promote to main.
                     slot.freq.store(0, Ordering::Relaxed);
                     self.unlink(idx);
                     self.push_back(Queue::Main, idx);
                     continue;
                 }
-                let hash = self.hasher.hash_stored(&slot.key);
+                let hash = slot.hash(&self.hasher);
                 let ghost_capacity = self.len();
                 self.ghost.push(hash, ghost_capacity);
                 self.remove_index(hash, idx);
@@ -311,7 +327,7 @@ impl Store {
                 self.push_back(Queue::Main, idx);
                 continue;
             }
-            let hash = self.hasher.hash_stored(&slot.key);
+            let hash = slot.hash(&self.hasher);
             self.remove_index(hash, idx);
             return true;
         }
@@ -326,7 +342,8 @@ impl Store {
         if slot.expires != 0 {
             self.expiry.remove(&(slot.expires, idx));
         }
-        slot.key = Box::default();
+        slot.ns = None;
+        slot.key = KeyBytes::EMPTY;
         slot.value = Bytes::new();
         slot.expires = 0;
         slot.next = self.free;
