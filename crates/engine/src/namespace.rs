@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -23,8 +24,9 @@ pub struct Namespace {
 
 struct Inner {
     name: Box<str>,
-    /// A fixed (unseeded) hash of the name, so engines need not hash the name on every call.
-    fingerprint: u64,
+    /// The memory engine's id for this namespace, tagged with the engine it belongs to, so a
+    /// lookup need not consult the engine's table of namespaces (see `memory::namespaces`).
+    engine_id: AtomicU64,
 }
 
 impl PartialEq for Namespace {
@@ -55,13 +57,10 @@ impl Namespace {
     }
 
     fn from_valid(name: &str) -> Self {
-        use std::hash::BuildHasher;
-        let fingerprint =
-            foldhash::fast::FixedState::with_seed(0x7761_7369_2d63_6163).hash_one(name);
         Self {
             inner: Arc::new(Inner {
                 name: name.into(),
-                fingerprint,
+                engine_id: AtomicU64::new(0),
             }),
         }
     }
@@ -71,10 +70,15 @@ impl Namespace {
         &self.inner.name
     }
 
-    /// A fixed hash of the name, for backends that mix it into their own seeded key hash.
+    /// The engine-tagged id last cached by [`Namespace::cache_engine_id`] (0 when none).
     #[inline]
-    pub fn fingerprint(&self) -> u64 {
-        self.inner.fingerprint
+    pub(crate) fn cached_engine_id(&self) -> u64 {
+        self.inner.engine_id.load(Ordering::Relaxed)
+    }
+
+    /// Remembers an engine-tagged id for this namespace.
+    pub(crate) fn cache_engine_id(&self, tagged: u64) {
+        self.inner.engine_id.store(tagged, Ordering::Relaxed);
     }
 
     /// Length of the stored key for `key` in this namespace.

@@ -1,10 +1,13 @@
-//! Key bytes stored inline in the entry when short, so a hit does not chase a pointer to
-//! compare the key.
+//! An entry's stored key, `namespace id ‖ key`, kept inline in the entry when short, so that a
+//! hit compares the key without chasing a pointer.
 
-/// Longest key kept inline; longer keys go to the heap.
+/// Longest stored key kept inline (namespace id included); longer ones go to the heap.
 const INLINE: usize = 22;
 
-/// A key's bytes: inline up to 22 bytes (24 bytes in all), else boxed.
+/// Bytes of the namespace id that prefixes every stored key.
+const ID: usize = 4;
+
+/// A stored key: inline up to 22 bytes (24 bytes in all), else boxed.
 pub(super) enum KeyBytes {
     Inline { len: u8, buf: [u8; INLINE] },
     Heap(Box<[u8]>),
@@ -13,30 +16,96 @@ pub(super) enum KeyBytes {
 const _: () = assert!(std::mem::size_of::<KeyBytes>() == 24);
 
 impl KeyBytes {
-    pub(super) fn new(key: &[u8]) -> Self {
-        if key.len() <= INLINE {
-            let mut buf = [0; INLINE];
-            buf[..key.len()].copy_from_slice(key);
-            Self::Inline {
-                len: key.len() as u8,
-                buf,
-            }
-        } else {
-            Self::Heap(key.into())
-        }
-    }
-
     /// The empty key of a free slot.
     pub(super) const EMPTY: Self = Self::Inline {
         len: 0,
         buf: [0; INLINE],
     };
 
+    /// The stored form of `key` in namespace `ns`.
+    pub(super) fn new(ns: u32, key: &[u8]) -> Self {
+        Self::new_inline(ns, key).unwrap_or_else(|| {
+            let mut heap = Vec::with_capacity(ID + key.len());
+            heap.extend_from_slice(&ns.to_le_bytes());
+            heap.extend_from_slice(key);
+            Self::Heap(heap.into_boxed_slice())
+        })
+    }
+
+    /// The inline stored form, if the key is short enough for one.
     #[inline]
-    pub(super) fn as_slice(&self) -> &[u8] {
+    fn new_inline(ns: u32, key: &[u8]) -> Option<Self> {
+        let len = ID + key.len();
+        (len <= INLINE).then(|| {
+            let mut buf = [0; INLINE];
+            buf[..ID].copy_from_slice(&ns.to_le_bytes());
+            buf[ID..len].copy_from_slice(key);
+            Self::Inline {
+                len: len as u8,
+                buf,
+            }
+        })
+    }
+
+    #[inline]
+    fn stored(&self) -> &[u8] {
         match self {
             Self::Inline { len, buf } => &buf[..*len as usize],
-            Self::Heap(key) => key,
+            Self::Heap(stored) => stored,
+        }
+    }
+
+    /// Whether this is the key `probe` looks for.
+    #[inline]
+    pub(super) fn is(&self, probe: &Probe<'_>) -> bool {
+        match (self, probe) {
+            // Both zero-padded: a fixed-size compare, no call to memcmp.
+            (
+                Self::Inline { len, buf },
+                Probe::Inline {
+                    len: plen,
+                    buf: pbuf,
+                },
+            ) => len == plen && buf == pbuf,
+            (Self::Heap(stored), Probe::Heap { ns, key }) => {
+                stored.len() == ID + key.len()
+                    && stored[..ID] == ns.to_le_bytes()
+                    && &stored[ID..] == *key
+            }
+            _ => false,
+        }
+    }
+
+    /// The namespace id and key.
+    #[inline]
+    pub(super) fn parts(&self) -> (u32, &[u8]) {
+        let (id, key) = self.stored().split_at(ID);
+        (u32::from_le_bytes(id.try_into().expect("4-byte id")), key)
+    }
+
+    /// Length of the stored form of a `key_len`-byte key.
+    pub(super) const fn stored_len(key_len: usize) -> usize {
+        ID + key_len
+    }
+
+    /// Length of the stored form.
+    pub(super) fn len(&self) -> usize {
+        self.stored().len()
+    }
+}
+
+/// A key being looked up, laid out like the stored form it must equal, built once per call.
+pub(super) enum Probe<'a> {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Heap { ns: u32, key: &'a [u8] },
+}
+
+impl<'a> Probe<'a> {
+    #[inline]
+    pub(super) fn new(ns: u32, key: &'a [u8]) -> Self {
+        match KeyBytes::new_inline(ns, key) {
+            Some(KeyBytes::Inline { len, buf }) => Self::Inline { len, buf },
+            _ => Self::Heap { ns, key },
         }
     }
 }

@@ -10,6 +10,7 @@
 
 mod ghost;
 mod key;
+mod namespaces;
 mod rendezvous;
 mod store;
 
@@ -27,8 +28,9 @@ use crate::backend::{Backend, GetOrSet, Limits};
 use crate::clock::{Clock, Millis};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::namespace::{MAX_NAMESPACE_LEN, Namespace};
+use crate::namespace::Namespace;
 use crate::stats::{Counter, Counters, Stats};
+use namespaces::Namespaces;
 use rendezvous::{Claim, PendingTable};
 use store::Store;
 
@@ -41,9 +43,9 @@ pub(crate) struct KeyHasher(foldhash::fast::RandomState);
 
 impl KeyHasher {
     #[inline]
-    fn hash(&self, ns: &Namespace, key: &[u8]) -> u64 {
+    fn hash(&self, ns: u32, key: &[u8]) -> u64 {
         let mut h = self.0.build_hasher();
-        h.write_u64(ns.fingerprint());
+        h.write_u32(ns);
         h.write(key);
         h.finish()
     }
@@ -68,6 +70,7 @@ pub(crate) struct Core {
     shard_mask: usize,
     shard_capacity: u64,
     hasher: KeyHasher,
+    namespaces: Namespaces,
     limits: Limits,
     vacancy_timeout: Duration,
     clock: Clock,
@@ -92,10 +95,8 @@ impl MemoryCache {
         if config.capacity == 0 {
             return Err(Error::InvalidConfig("capacity must be above zero".into()));
         }
-        let max_entry = store::charge(
-            1 + MAX_NAMESPACE_LEN + config.limits.max_key_size,
-            config.limits.max_value_size,
-        );
+        let max_entry =
+            store::entry_charge(config.limits.max_key_size, config.limits.max_value_size);
         let fitting = (config.capacity / max_entry).max(1) as usize;
         let shards = match config.shards {
             Some(0) => {
@@ -136,6 +137,7 @@ impl MemoryCache {
                 shards,
                 shard_capacity,
                 hasher,
+                namespaces: Namespaces::new(),
                 limits: config.limits,
                 vacancy_timeout: config.vacancy_timeout,
                 clock: config.clock,
@@ -171,10 +173,10 @@ impl MemoryCache {
     /// Removes the value of `key` in `ns`; whether there was one (expired or not).
     pub fn delete(&self, ns: &Namespace, key: &[u8]) -> Result<bool> {
         self.core.limits.check_key(key)?;
-        let hash = self.core.hash(ns, key);
+        let (id, hash) = self.core.locate(ns, key);
         let shard = self.core.shard(hash);
         let mut state = shard.state.write();
-        let removed = state.store.remove(hash, ns, key);
+        let removed = state.store.remove(hash, id, key);
         self.core.after_write(shard, &mut state);
         Ok(removed)
     }
@@ -186,8 +188,8 @@ impl MemoryCache {
     pub async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet> {
         let core = &self.core;
         core.limits.check_key(key)?;
-        let hash = core.hash(ns, key);
-        if let Some(value) = core.lookup_hashed(hash, ns, key, false) {
+        let (id, hash) = core.locate(ns, key);
+        if let Some(value) = core.lookup_hashed(hash, id, key, false) {
             return Ok(GetOrSet::Occupied(value));
         }
         let shard = core.shard(hash);
@@ -196,7 +198,7 @@ impl MemoryCache {
             let now = core.clock.now();
             if let Some(slot) = state
                 .store
-                .find(hash, ns, key)
+                .find(hash, id, key)
                 .filter(|s| !s.expired(|| now))
             {
                 slot.touch();
@@ -254,15 +256,17 @@ impl MemoryCache {
     }
 
     /// Bytes an entry counts against capacity, for sizing a cache to a number of entries.
-    pub fn entry_charge(ns: &Namespace, key_len: usize, value_len: usize) -> u64 {
-        store::charge(1 + ns.as_str().len() + key_len, value_len)
+    pub fn entry_charge(key_len: usize, value_len: usize) -> u64 {
+        store::entry_charge(key_len, value_len)
     }
 }
 
 impl Core {
+    /// The engine's id for `ns` and the hash of `key` in it.
     #[inline]
-    fn hash(&self, ns: &Namespace, key: &[u8]) -> u64 {
-        self.hasher.hash(ns, key)
+    fn locate(&self, ns: &Namespace, key: &[u8]) -> (u32, u64) {
+        let id = self.namespaces.id(ns);
+        (id, self.hasher.hash(id, key))
     }
 
     #[inline]
@@ -272,19 +276,13 @@ impl Core {
 
     #[inline]
     fn lookup(&self, ns: &Namespace, key: &[u8]) -> Option<Bytes> {
-        let hash = self.hash(ns, key);
-        self.lookup_hashed(hash, ns, key, true)
+        let (id, hash) = self.locate(ns, key);
+        self.lookup_hashed(hash, id, key, true)
     }
 
     /// The live value under the read lock; counts a miss only if `count_miss`.
     #[inline]
-    fn lookup_hashed(
-        &self,
-        hash: u64,
-        ns: &Namespace,
-        key: &[u8],
-        count_miss: bool,
-    ) -> Option<Bytes> {
+    fn lookup_hashed(&self, hash: u64, ns: u32, key: &[u8], count_miss: bool) -> Option<Bytes> {
         let shard = self.shard(hash);
         let mut now = None;
         let found = {
@@ -314,14 +312,14 @@ impl Core {
     fn set(&self, ns: &Namespace, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.limits.check_key(key)?;
         self.limits.check_value(value.len())?;
-        let size = store::charge(ns.encoded_len(key), value.len());
+        let size = store::entry_charge(key.len(), value.len());
         if size > self.shard_capacity {
             return Err(Error::EntryTooLarge {
                 size,
                 capacity: self.shard_capacity,
             });
         }
-        let hash = self.hash(ns, key);
+        let (id, hash) = self.locate(ns, key);
         let shard = self.shard(hash);
         let expires = ttl.map(|ttl| self.clock.now().saturating_add(ceil_millis(ttl)));
         let mut state = shard.state.write();
@@ -329,12 +327,12 @@ impl Core {
         match ttl {
             // Never visible: the set replaces any older value with nothing.
             Some(ttl) if ttl.is_zero() => {
-                state.store.remove(hash, ns, key);
+                state.store.remove(hash, id, key);
             }
             _ => {
                 state
                     .store
-                    .insert(hash, ns, key, value, expires.unwrap_or(0), &self.counters);
+                    .insert(hash, id, key, value, expires.unwrap_or(0), &self.counters);
                 self.counters.bump(Counter::Inserts);
             }
         }

@@ -1,61 +1,87 @@
-//! One shard's storage: a slab of entries found through a hash table, the two intrusive FIFO
-//! queues of S3-FIFO (small and main), its ghost, and an index of entries by expiry time.
+//! One shard's storage: a slab of 64-byte entries found through a hash table, the two intrusive
+//! FIFO queues of S3-FIFO (small and main), its ghost, and an index of entries by expiry time.
 //!
 //! Everything here runs under the shard's lock; only [`Slot::touch`] runs under a read lock, and
-//! it writes nothing but a relaxed atomic frequency counter.
+//! it writes nothing but the frequency bits of a relaxed atomic word. An entry is one cache
+//! line (stored key, value, packed metadata); its queue links live in a parallel array that only
+//! writers touch, so a hit reads one line of the slab.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 
 use super::KeyHasher;
 use super::ghost::Ghost;
-use super::key::KeyBytes;
+use super::key::{KeyBytes, Probe};
 use crate::clock::Millis;
-use crate::namespace::Namespace;
 use crate::stats::{Counter, Counters};
 
 const NIL: u32 = u32::MAX;
 
 /// Highest access frequency S3-FIFO tracks (two bits' worth).
-const MAX_FREQ: u8 = 3;
-
-/// Bytes charged per entry on top of its namespace, key and value: the slot, its table index
-/// and the allocator headers of out-of-line key and value buffers.
-pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>() + 8 + 16;
+const MAX_FREQ: u64 = 3;
 
 /// The share of a shard's bytes given to the small (probationary) queue, in percent. Smaller
 /// than the paper's 10 %: measured on Zipf traces (docs/benchmarks.md), 2 % keeps scan
 /// resistance and raises the hit ratio.
 const SMALL_PERCENT: u64 = 2;
 
+/// Bytes charged per entry on top of its key and value: the slot, its queue links, its table
+/// index, and the allocator headers of out-of-line key and value buffers.
+pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>() + 8 + 8 + 16;
+
+/// Latest expiry the metadata word can hold (2^56 ms, some two million years).
+const MAX_EXPIRY: Millis = (1 << 56) - 1;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Queue {
-    Free,
-    Small,
-    Main,
+    Free = 0,
+    Small = 1,
+    Main = 2,
 }
 
-/// One entry, or a free slot (no namespace, empty key and value) chained through `next`.
+/// An entry's metadata in one word: frequency (bits 0–1), queue (bits 2–3), expiry in clock
+/// milliseconds (bits 8–63; 0 means never).
+#[derive(Clone, Copy)]
+struct Meta(u64);
+
+impl Meta {
+    fn new(expires: Millis, queue: Queue, freq: u64) -> Self {
+        Self((expires.min(MAX_EXPIRY) << 8) | ((queue as u64) << 2) | freq)
+    }
+    fn freq(self) -> u64 {
+        self.0 & 3
+    }
+    fn queue(self) -> Queue {
+        match (self.0 >> 2) & 3 {
+            1 => Queue::Small,
+            2 => Queue::Main,
+            _ => Queue::Free,
+        }
+    }
+    fn expires(self) -> Millis {
+        self.0 >> 8
+    }
+}
+
+/// One entry, or a free slot (empty key and value).
 pub(super) struct Slot {
-    ns: Option<Namespace>,
     key: KeyBytes,
     value: Bytes,
-    /// Expiry in clock milliseconds; 0 means never.
-    expires: Millis,
-    prev: u32,
-    next: u32,
-    freq: AtomicU8,
-    queue: Queue,
+    meta: AtomicU64,
 }
 
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
+
 impl Slot {
-    /// Whether this slot holds `key` of `ns`.
-    #[inline]
-    fn is(&self, ns: &Namespace, key: &[u8]) -> bool {
-        self.key.as_slice() == key && self.ns.as_ref() == Some(ns)
+    fn meta(&self) -> Meta {
+        Meta(self.meta.load(Ordering::Relaxed))
+    }
+
+    fn set_meta(&self, meta: Meta) {
+        self.meta.store(meta.0, Ordering::Relaxed);
     }
 
     /// The stored value, shared.
@@ -65,34 +91,46 @@ impl Slot {
 
     /// Whether the entry's TTL has passed at `now`.
     pub(super) fn expired(&self, now: impl FnOnce() -> Millis) -> bool {
-        self.expires != 0 && self.expires <= now()
+        let expires = self.meta().expires();
+        expires != 0 && expires <= now()
     }
 
-    /// Records an access; a load before the store keeps hot entries' cache lines clean.
+    /// Records an access. Readers race only with readers (writers hold the lock exclusively) and
+    /// all of them keep the other bits, so a lost increment is the worst case; loading first
+    /// keeps hot entries' cache lines clean.
     #[inline]
     pub(super) fn touch(&self) {
-        let f = self.freq.load(Ordering::Relaxed);
-        if f < MAX_FREQ {
-            self.freq.store(f + 1, Ordering::Relaxed);
+        let meta = self.meta.load(Ordering::Relaxed);
+        if meta & 3 < MAX_FREQ {
+            self.meta.store(meta + 1, Ordering::Relaxed);
         }
     }
 
     fn charge(&self) -> u64 {
-        let ns_len = self.ns.as_ref().map_or(0, |ns| ns.as_str().len());
-        charge(1 + ns_len + self.key.as_slice().len(), self.value.len())
+        charge(self.key.len(), self.value.len())
     }
 
     fn hash(&self, hasher: &KeyHasher) -> u64 {
-        hasher.hash(
-            self.ns.as_ref().expect("occupied slot"),
-            self.key.as_slice(),
-        )
+        let (ns, key) = self.key.parts();
+        hasher.hash(ns, key)
     }
 }
 
-/// Bytes an entry with this stored-key and value length counts against capacity.
+/// Bytes an entry counts against capacity, from the length of its stored key and value.
 pub(super) fn charge(stored_key_len: usize, value_len: usize) -> u64 {
     (stored_key_len + value_len + ENTRY_OVERHEAD) as u64
+}
+
+/// Bytes an entry with a `key_len`-byte key and `value_len`-byte value counts against capacity.
+pub(super) fn entry_charge(key_len: usize, value_len: usize) -> u64 {
+    charge(KeyBytes::stored_len(key_len), value_len)
+}
+
+/// An entry's neighbours in its queue (or, for a free slot, the next free slot in `next`).
+#[derive(Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -119,6 +157,7 @@ pub(super) struct Store {
     hasher: KeyHasher,
     table: HashTable<u32>,
     slab: Vec<Slot>,
+    links: Vec<Link>,
     free: u32,
     small: List,
     main: List,
@@ -133,6 +172,7 @@ impl Store {
             hasher,
             table: HashTable::new(),
             slab: Vec::new(),
+            links: Vec::new(),
             free: NIL,
             small: List::default(),
             main: List::default(),
@@ -152,17 +192,18 @@ impl Store {
         self.table.len()
     }
 
-    /// The slot holding `(ns, key)`, if any (expired or not).
+    /// The slot holding `key` of namespace `ns`, if any (expired or not).
     #[inline]
-    pub(super) fn find(&self, hash: u64, ns: &Namespace, key: &[u8]) -> Option<&Slot> {
+    pub(super) fn find(&self, hash: u64, ns: u32, key: &[u8]) -> Option<&Slot> {
         self.find_index(hash, ns, key)
             .map(|i| &self.slab[i as usize])
     }
 
     #[inline]
-    fn find_index(&self, hash: u64, ns: &Namespace, key: &[u8]) -> Option<u32> {
+    fn find_index(&self, hash: u64, ns: u32, key: &[u8]) -> Option<u32> {
+        let probe = Probe::new(ns, key);
         self.table
-            .find(hash, |&i| self.slab[i as usize].is(ns, key))
+            .find(hash, |&i| self.slab[i as usize].key.is(&probe))
             .copied()
     }
 
@@ -171,24 +212,25 @@ impl Store {
         self.expiry.first().map_or(Millis::MAX, |&(at, _)| at)
     }
 
-    /// Stores `value` for `(ns, key)`, replacing any previous value, evicting as needed.
-    ///
-    /// The caller has checked that the entry fits in an empty shard.
+    /// Stores `value` for `key` of namespace `ns`, replacing any previous value, evicting as
+    /// needed. `expires` is 0 for never. The caller has checked that the entry fits in an empty
+    /// shard.
     pub(super) fn insert(
         &mut self,
         hash: u64,
-        ns: &Namespace,
+        ns: u32,
         key: &[u8],
         value: Bytes,
         expires: Millis,
         counters: &Counters,
     ) {
-        let charge = charge(ns.encoded_len(key), value.len());
-        debug_assert!(charge <= self.capacity);
+        let expires = expires.min(MAX_EXPIRY);
         if let Some(idx) = self.find_index(hash, ns, key) {
             self.replace(idx, value, expires, counters);
             return;
         }
+        let charge = entry_charge(key.len(), value.len());
+        debug_assert!(charge <= self.capacity);
         self.make_room(charge, NIL, counters);
         let queue = if self.ghost.contains(hash) {
             Queue::Main
@@ -196,23 +238,22 @@ impl Store {
             Queue::Small
         };
         let slot = Slot {
-            ns: Some(ns.clone()),
-            key: KeyBytes::new(key),
+            key: KeyBytes::new(ns, key),
             value,
-            expires,
-            prev: NIL,
-            next: NIL,
-            freq: AtomicU8::new(0),
-            queue: Queue::Free,
+            meta: AtomicU64::new(Meta::new(expires, Queue::Free, 0).0),
         };
         let idx = if self.free != NIL {
             let idx = self.free;
-            self.free = self.slab[idx as usize].next;
+            self.free = self.links[idx as usize].next;
             self.slab[idx as usize] = slot;
             idx
         } else {
             assert!(self.slab.len() < NIL as usize, "shard slab exhausted");
             self.slab.push(slot);
+            self.links.push(Link {
+                prev: NIL,
+                next: NIL,
+            });
             (self.slab.len() - 1) as u32
         };
         let Self {
@@ -231,13 +272,16 @@ impl Store {
     /// Overwrites an entry in place: it keeps its key, queue position and frequency.
     fn replace(&mut self, idx: u32, value: Bytes, expires: Millis, counters: &Counters) {
         let slot = &self.slab[idx as usize];
-        let (old_charge, old_expires, queue) = (slot.charge(), slot.expires, slot.queue);
+        let old_charge = slot.charge();
         let new_charge = old_charge - slot.value.len() as u64 + value.len() as u64;
         if new_charge > old_charge {
             self.make_room(new_charge - old_charge, idx, counters);
         }
-        let list = self.list(queue);
+        // Eviction may have rotated the entry (new frequency, same queue): read its meta now.
+        let meta = self.slab[idx as usize].meta();
+        let list = self.list(meta.queue());
         list.bytes = list.bytes - old_charge + new_charge;
+        let old_expires = meta.expires();
         if old_expires != expires {
             if old_expires != 0 {
                 self.expiry.remove(&(old_expires, idx));
@@ -248,7 +292,7 @@ impl Store {
         }
         let slot = &mut self.slab[idx as usize];
         slot.value = value;
-        slot.expires = expires;
+        slot.set_meta(Meta::new(expires, meta.queue(), meta.freq()));
     }
 
     /// Evicts until `needed` more bytes fit, never evicting the entry at `protect`.
@@ -261,8 +305,8 @@ impl Store {
         }
     }
 
-    /// Removes `(ns, key)`; whether it was present.
-    pub(super) fn remove(&mut self, hash: u64, ns: &Namespace, key: &[u8]) -> bool {
+    /// Removes `key` of namespace `ns`; whether it was present.
+    pub(super) fn remove(&mut self, hash: u64, ns: u32, key: &[u8]) -> bool {
         match self.find_index(hash, ns, key) {
             Some(idx) => {
                 self.remove_index(hash, idx);
@@ -293,23 +337,20 @@ impl Store {
         // Each entry is passed over at most a few times (its frequency drops each pass), so
         // this bound is never reached unless `protect` is all that is left.
         let mut passes = 4 * self.len() + 4;
-        loop {
-            if passes == 0 {
-                return false;
-            }
+        while passes > 0 {
             passes -= 1;
             let small_target = self.capacity * SMALL_PERCENT / 100;
             if self.small.len > 0 && (self.small.bytes > small_target || self.main.len == 0) {
                 let idx = self.small.head;
-                let slot = &self.slab[idx as usize];
-                if idx == protect || slot.freq.load(Ordering::Relaxed) > 0 {
+                let meta = self.slab[idx as usize].meta();
+                if idx == protect || meta.freq() > 0 {
                     // Seen again while on probation: promote to main.
-                    slot.freq.store(0, Ordering::Relaxed);
                     self.unlink(idx);
+                    self.slab[idx as usize].set_meta(Meta::new(meta.expires(), Queue::Free, 0));
                     self.push_back(Queue::Main, idx);
                     continue;
                 }
-                let hash = slot.hash(&self.hasher);
+                let hash = self.slab[idx as usize].hash(&self.hasher);
                 let ghost_capacity = self.len();
                 self.ghost.push(hash, ghost_capacity);
                 self.remove_index(hash, idx);
@@ -319,18 +360,20 @@ impl Store {
                 return false;
             }
             let idx = self.main.head;
-            let slot = &self.slab[idx as usize];
-            let f = slot.freq.load(Ordering::Relaxed);
-            if idx == protect || f > 0 {
-                slot.freq.store(f.saturating_sub(1), Ordering::Relaxed);
+            let meta = self.slab[idx as usize].meta();
+            if idx == protect || meta.freq() > 0 {
+                // Accessed since its last pass: another round, one step less frequent.
                 self.unlink(idx);
+                let freq = meta.freq().saturating_sub(1);
+                self.slab[idx as usize].set_meta(Meta::new(meta.expires(), Queue::Free, freq));
                 self.push_back(Queue::Main, idx);
                 continue;
             }
-            let hash = slot.hash(&self.hasher);
+            let hash = self.slab[idx as usize].hash(&self.hasher);
             self.remove_index(hash, idx);
             return true;
         }
+        false
     }
 
     fn remove_index(&mut self, hash: u64, idx: u32) {
@@ -339,14 +382,14 @@ impl Store {
         }
         self.unlink(idx);
         let slot = &mut self.slab[idx as usize];
-        if slot.expires != 0 {
-            self.expiry.remove(&(slot.expires, idx));
+        let expires = slot.meta().expires();
+        if expires != 0 {
+            self.expiry.remove(&(expires, idx));
         }
-        slot.ns = None;
         slot.key = KeyBytes::EMPTY;
         slot.value = Bytes::new();
-        slot.expires = 0;
-        slot.next = self.free;
+        slot.set_meta(Meta::new(0, Queue::Free, 0));
+        self.links[idx as usize].next = self.free;
         self.free = idx;
     }
 
@@ -358,8 +401,12 @@ impl Store {
         }
     }
 
+    /// Appends a slot that is in no queue to `queue`.
     fn push_back(&mut self, queue: Queue, idx: u32) {
-        let charge = self.slab[idx as usize].charge();
+        let slot = &self.slab[idx as usize];
+        let charge = slot.charge();
+        let meta = slot.meta();
+        slot.set_meta(Meta::new(meta.expires(), queue, meta.freq()));
         let list = self.list(queue);
         let tail = list.tail;
         list.tail = idx;
@@ -369,17 +416,19 @@ impl Store {
         list.len += 1;
         list.bytes += charge;
         if tail != NIL {
-            self.slab[tail as usize].next = idx;
+            self.links[tail as usize].next = idx;
         }
-        let slot = &mut self.slab[idx as usize];
-        slot.prev = tail;
-        slot.next = NIL;
-        slot.queue = queue;
+        self.links[idx as usize] = Link {
+            prev: tail,
+            next: NIL,
+        };
     }
 
+    /// Takes a slot out of its queue (the slot's meta still names the queue until re-pushed).
     fn unlink(&mut self, idx: u32) {
         let slot = &self.slab[idx as usize];
-        let (prev, next, queue, charge) = (slot.prev, slot.next, slot.queue, slot.charge());
+        let (queue, charge) = (slot.meta().queue(), slot.charge());
+        let Link { prev, next } = self.links[idx as usize];
         let list = self.list(queue);
         if prev == NIL {
             list.head = next;
@@ -390,14 +439,14 @@ impl Store {
         list.len -= 1;
         list.bytes -= charge;
         if prev != NIL {
-            self.slab[prev as usize].next = next;
+            self.links[prev as usize].next = next;
         }
         if next != NIL {
-            self.slab[next as usize].prev = prev;
+            self.links[next as usize].prev = prev;
         }
-        let slot = &mut self.slab[idx as usize];
-        slot.prev = NIL;
-        slot.next = NIL;
-        slot.queue = Queue::Free;
+        self.links[idx as usize] = Link {
+            prev: NIL,
+            next: NIL,
+        };
     }
 }
