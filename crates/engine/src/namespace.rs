@@ -15,8 +15,9 @@ pub const MAX_NAMESPACE_LEN: usize = u8::MAX as usize;
 
 /// A separate keyspace: keys of one namespace can never be read or written through another.
 ///
-/// Cheap to clone (one thin `Arc`); the memory engine keeps one per entry and compares them by
-/// pointer first.
+/// Cheap to clone (one thin `Arc`). The memory engine gives each namespace it sees a 4-byte id
+/// that it keeps for its lifetime (so entries need not store the name); namespaces are meant to
+/// be few and chosen by the embedder (one per tenant or application), never taken from requests.
 #[derive(Clone)]
 pub struct Namespace {
     inner: Arc<Inner>,

@@ -66,7 +66,8 @@ impl Meta {
     }
 }
 
-/// One entry, or a free slot (empty key and value).
+/// One entry, or a free slot (empty key and value); aligned so that it is exactly one cache line.
+#[repr(align(64))]
 pub(super) struct Slot {
     key: KeyBytes,
     value: Bytes,
