@@ -14,8 +14,9 @@ pub struct Config {
     pub limits: Limits,
     /// How long a vacancy may stay unfilled before it is handed to a waiter (default 30 s).
     pub vacancy_timeout: Duration,
-    /// Number of shards (rounded down to a power of two); `None` picks one from the core count,
-    /// never so many that a shard could not hold one maximal entry.
+    /// Number of shards (rounded down to a power of two); `None` picks four per core, but never so
+    /// many that a shard could not hold one maximal entry (so a small cache with the default
+    /// 16 MiB value limit gets few shards: lower [`Limits::max_value_size`] to get more).
     pub shards: Option<usize>,
     /// Time source for TTLs.
     pub clock: Clock,

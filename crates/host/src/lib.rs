@@ -1,1 +1,135 @@
-//! placeholder
+//! # wasi-cache-host
+//!
+//! The [wasmtime] host of `wasi:keyvalue/cache` (package `wasi:keyvalue@0.1.0`, as golem-rust
+//! 2.0.0-dev.8 declares it), serving guests from any [`wasi_cache_engine::Backend`]: the
+//! embedded [`wasi_cache_engine::MemoryCache`], Redis, or your own.
+//!
+//! It implements the interfaces `cache`, `types` and `wasi-keyvalue-error`; `wasi:io` (pollables
+//! and streams) is wasmtime-wasi's own, so link [`wasmtime_wasi::p2`] first.
+//!
+//! ## Embedding
+//! Give each [`Store`](wasmtime::Store) a [`WasiCacheCtx`] (the backend handle, the namespace,
+//! the limits), expose it with [`WasiCacheView`], and add the interfaces to your linker:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wasmtime::component::{Linker, ResourceTable};
+//! use wasmtime::{Config, Engine, Store};
+//! use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+//! use wasi_cache_engine::{Config as CacheConfig, MemoryCache, Namespace};
+//! use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
+//!
+//! struct State {
+//!     table: ResourceTable,
+//!     wasi: WasiCtx,
+//!     cache: WasiCacheCtx,
+//! }
+//! impl WasiView for State {
+//!     fn ctx(&mut self) -> WasiCtxView<'_> {
+//!         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+//!     }
+//! }
+//! impl WasiCacheView for State {
+//!     fn cache(&mut self) -> WasiCacheCtxView<'_> {
+//!         WasiCacheCtxView { ctx: &self.cache, table: &mut self.table }
+//!     }
+//! }
+//!
+//! # fn main() -> wasmtime::Result<()> {
+//! let engine = Engine::new(&Config::new())?;
+//! let backend = Arc::new(MemoryCache::new(CacheConfig::with_capacity(64 << 20))?);
+//!
+//! let mut linker = Linker::<State>::new(&engine);
+//! wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+//! wasi_cache_host::add_to_linker(&mut linker)?;
+//!
+//! let cache = WasiCacheCtx::builder(backend).namespace(Namespace::new("tenant-a")?).build();
+//! let state = State { table: ResourceTable::new(), wasi: WasiCtx::builder().build(), cache };
+//! let store = Store::new(&engine, state);
+//! // ... instantiate a component with `linker` in `store` and run it ...
+//! # drop(store);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Semantics
+//! - Every cache operation starts its backend call at once, on the ambient tokio runtime,
+//!   concurrently with the guest; its future resource's `…-get` returns `none` until the call is
+//!   done, then `some(result)` once, then `some(err(error))` ("result already taken").
+//! - `listen-to-…` returns a `wasi:io/poll` pollable, a child of the future: drop it first.
+//! - `vacancy-fill` returns an outgoing-value whose body fills the vacancy: on
+//!   `outgoing-value-write-body-sync`, or when the stream of `outgoing-value-write-body-async` is
+//!   dropped. Dropping the vacancy, or that outgoing-value before a body, abandons it (the backend
+//!   hands it to a waiter), and so does a guest that traps or whose store is dropped.
+//! - Dropping a `set` or `delete` future does not cancel the write; dropping a `get-or-set`
+//!   future leaves the rendezvous (a vacancy it held or was about to receive is handed off).
+//! - Bad input (oversized keys or values, more live futures than
+//!   [`WasiCacheCtxBuilder::max_live_futures`], outgoing-value bodies beyond
+//!   [`WasiCacheCtxBuilder::memory_budget`]) yields an error resource, never a trap.
+
+#![deny(missing_docs)]
+
+mod budget;
+mod ctx;
+mod error;
+mod future;
+mod host;
+mod value;
+
+pub use ctx::{WasiCacheCtx, WasiCacheCtxBuilder, WasiCacheCtxView, WasiCacheView};
+pub use error::CacheError;
+pub use future::{
+    FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
+};
+pub use value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
+
+/// Bindings generated from the project's WIT (`wit/` at the repository root).
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "wasi-cache:wit/cache",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:keyvalue/wasi-keyvalue-error.error": crate::CacheError,
+            "wasi:keyvalue/types.bucket": crate::Bucket,
+            "wasi:keyvalue/types.outgoing-value": crate::OutgoingValue,
+            "wasi:keyvalue/types.incoming-value": crate::IncomingValue,
+            "wasi:keyvalue/cache.future-get-result": crate::FutureGetResult,
+            "wasi:keyvalue/cache.future-exists-result": crate::FutureExistsResult,
+            "wasi:keyvalue/cache.future-result": crate::FutureResult,
+            "wasi:keyvalue/cache.future-get-or-set-result": crate::FutureGetOrSetResult,
+            "wasi:keyvalue/cache.vacancy": crate::PendingVacancy,
+        },
+    });
+}
+
+use wasmtime::component::{HasData, Linker};
+
+/// Adds `wasi:keyvalue/{types, wasi-keyvalue-error, cache}@0.1.0` to `linker`.
+///
+/// `wasi:io` must be linked too, from wasmtime-wasi (e.g. `wasmtime_wasi::p2::add_to_linker_async`).
+/// Guests importing any `wasi:io@0.2.x` link, by semver.
+pub fn add_to_linker<T: WasiCacheView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    add_to_linker_with(linker, T::cache)
+}
+
+/// Like [`add_to_linker`], with an explicit accessor from the store's data to the cache state.
+pub fn add_to_linker_with<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> WasiCacheCtxView<'_>,
+) -> wasmtime::Result<()> {
+    use bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
+    wasi_keyvalue_error::add_to_linker::<T, HasWasiCache>(linker, get)?;
+    types::add_to_linker::<T, HasWasiCache>(linker, get)?;
+    cache::add_to_linker::<T, HasWasiCache>(linker, get)?;
+    Ok(())
+}
+
+/// The [`HasData`] marker that lends the generated bindings a [`WasiCacheCtxView`].
+struct HasWasiCache;
+
+impl HasData for HasWasiCache {
+    type Data<'a> = WasiCacheCtxView<'a>;
+}

@@ -1,0 +1,231 @@
+//! `wasi-cache run`: builds the cache, the wasmtime engine and linker, instantiates the
+//! component as a `wasi:cli/command` and runs it, mapping its outcome to an exit code.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
+use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::error::Context;
+use wasmtime::{Config, Engine, Error, Result, Store, bail};
+use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+use crate::args::RunArgs;
+use crate::stats;
+
+/// Exit code of errors before the component runs (bad options, bad file, missing imports).
+const EXIT_USAGE: u8 = 2;
+/// Exit code of a component that trapped, or returned an error from `run`.
+const EXIT_FAILURE: u8 = 1;
+
+/// The store data of the component: its resource table, WASI context and cache context.
+struct State {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    cache: WasiCacheCtx,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiCacheView for State {
+    fn cache(&mut self) -> WasiCacheCtxView<'_> {
+        WasiCacheCtxView {
+            ctx: &self.cache,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// How a run ended.
+enum Outcome {
+    /// The component could not be run; nothing of it executed.
+    Setup(Error),
+    /// The component ran and ended with this exit code.
+    Exited(i32),
+    /// The component trapped.
+    Trapped(Error),
+}
+
+/// Runs `wasi-cache run` and returns the process's exit code.
+pub fn main(args: &RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return setup_error(&Error::new(err).context("cannot start tokio")),
+    };
+    let backend = match backend(args) {
+        Ok(backend) => backend,
+        Err(err) => return setup_error(&err),
+    };
+    let outcome = runtime.block_on(run(args, backend.clone()));
+    // Backend calls of futures the component left behind must not outlive the report.
+    drop(runtime);
+    if args.stats && !matches!(outcome, Outcome::Setup(_)) {
+        eprintln!("{}", stats::render(&backend.stats()));
+    }
+    match outcome {
+        Outcome::Setup(err) => setup_error(&err),
+        Outcome::Exited(code) => exit_code(code),
+        Outcome::Trapped(err) => {
+            eprintln!(
+                "error: {} trapped: {}",
+                args.component().display(),
+                one_line(&format!("{}", err.root_cause()))
+            );
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The component's exit code as the process's (wasi exit codes are 0..=255).
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(EXIT_FAILURE))
+}
+
+fn setup_error(err: &Error) -> ExitCode {
+    eprintln!("error: {}", one_line(&format!("{err:#}")));
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Joins the lines of an error message so that it prints as one line.
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The cache the component's keys live in: the embedded engine, configured from the options.
+fn backend(args: &RunArgs) -> Result<Arc<dyn Backend>> {
+    let config = CacheConfig {
+        capacity: args.capacity,
+        limits: limits(args),
+        vacancy_timeout: args.vacancy_timeout,
+        ..CacheConfig::default()
+    };
+    let cache = MemoryCache::new(config).context("cannot create the cache")?;
+    Ok(Arc::new(cache))
+}
+
+fn limits(args: &RunArgs) -> Limits {
+    Limits {
+        max_key_size: args.max_key_size,
+        max_value_size: args.max_value_size,
+    }
+}
+
+async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
+    let (mut store, pre) = match prepare(args, backend) {
+        Ok(prepared) => prepared,
+        Err(err) => return Outcome::Setup(err),
+    };
+    let result = async {
+        let command = pre.instantiate_async(&mut store).await?;
+        command.wasi_cli_run().call_run(&mut store).await
+    }
+    .await;
+    match result {
+        Ok(Ok(())) => Outcome::Exited(0),
+        Ok(Err(())) => Outcome::Exited(i32::from(EXIT_FAILURE)),
+        Err(err) => match err.downcast_ref::<I32Exit>() {
+            Some(exit) => Outcome::Exited(exit.0),
+            None => Outcome::Trapped(err),
+        },
+    }
+}
+
+/// Loads and checks the component, links WASI and the cache, and makes its store.
+fn prepare(args: &RunArgs, backend: Arc<dyn Backend>) -> Result<(Store<State>, CommandPre<State>)> {
+    let path = args.component();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    check_header(path, &bytes)?;
+    let engine = Engine::new(&Config::new())?;
+    let component = Component::new(&engine, &bytes)
+        .with_context(|| format!("{} is not a valid component", path.display()))?;
+
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasi_cache_host::add_to_linker(&mut linker)?;
+    let pre = linker.instantiate_pre(&component).with_context(|| {
+        format!(
+            "cannot link {} with WASI 0.2 and wasi:keyvalue/cache",
+            path.display()
+        )
+    })?;
+    let pre = CommandPre::new(pre).with_context(|| {
+        format!(
+            "{} is not a wasi:cli/command component (it must export wasi:cli/run)",
+            path.display()
+        )
+    })?;
+
+    let cache = WasiCacheCtx::builder(backend)
+        .namespace(args.namespace.clone())
+        .limits(limits(args))
+        .max_live_futures(args.max_live_futures)
+        .memory_budget(args.memory_budget)
+        .build();
+    let state = State {
+        table: ResourceTable::new(),
+        wasi: wasi_ctx(args),
+        cache,
+    };
+    Ok((Store::new(&engine, state), pre))
+}
+
+/// WASI for the component: inherited stdio, the given arguments and environment, no files.
+fn wasi_ctx(args: &RunArgs) -> WasiCtx {
+    let argv0 = args
+        .component()
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| args.component().display().to_string());
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stdio().arg(argv0).args(args.args());
+    for (name, value) in &args.env {
+        match value {
+            Some(value) => {
+                wasi.env(name, value);
+            }
+            None => {
+                if let Ok(value) = std::env::var(name) {
+                    wasi.env(name, value);
+                }
+            }
+        }
+    }
+    wasi.build()
+}
+
+/// Tells a component from a core module or a file that is not WebAssembly at all.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        bail!(
+            "{} is not a WebAssembly component (no `\\0asm` header); build one for wasm32-wasip2",
+            path.display()
+        );
+    }
+    if bytes[4..8] == CORE_VERSION {
+        bail!(
+            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+             or wrap it with `wasm-tools component new`",
+            path.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! End-to-end tests: the guest component of `tests/guest-e2e` (built from source for
+//! `wasm32-wasip2`) run against the host over the embedded memory engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasi_cache_engine::{Config as CacheConfig, Limits, MemoryCache, Namespace};
+use wasi_cache_guest_build as guest_build;
+use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::p2::bindings::Command as WasiCommand;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+/// Which WIT the guest's bindings were generated from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wit {
+    /// The project's own `wit/`.
+    Ours,
+    /// golem-rust 2.0.0-dev.8's WIT files (`tests/guest-e2e/golem-wit`).
+    Golem,
+}
+
+impl Wit {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Builds the guest component (once per test binary and flavour) and returns its path.
+fn guest_wasm(wit: Wit) -> PathBuf {
+    let guest = match wit {
+        Wit::Ours => guest_build::GUEST_E2E,
+        Wit::Golem => guest_build::GUEST_E2E_GOLEM,
+    };
+    guest_build::build(guest, Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// The store data of one guest instance.
+struct State {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    cache: WasiCacheCtx,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiCacheView for State {
+    fn cache(&mut self) -> WasiCacheCtxView<'_> {
+        WasiCacheCtxView {
+            ctx: &self.cache,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine, the compiled guest and the linker, shared by every test.
+struct Host {
+    engine: Engine,
+    component: Component,
+    linker: Linker<State>,
+}
+
+fn host(wit: Wit) -> &'static Host {
+    static HOSTS: [OnceLock<Host>; 2] = [OnceLock::new(), OnceLock::new()];
+    HOSTS[wit.index()].get_or_init(|| {
+        let engine = Engine::new(&Config::new()).unwrap();
+        let component = Component::from_file(&engine, guest_wasm(wit)).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        wasi_cache_host::add_to_linker(&mut linker).unwrap();
+        Host {
+            engine,
+            component,
+            linker,
+        }
+    })
+}
+
+/// Limits small enough to exceed cheaply: 1 KiB keys, 4 KiB values.
+const TEST_LIMITS: Limits = Limits {
+    max_key_size: 1024,
+    max_value_size: 4096,
+};
+
+fn backend() -> Arc<MemoryCache> {
+    Arc::new(MemoryCache::new(CacheConfig::with_capacity(64 << 20)).unwrap())
+}
+
+fn ctx(backend: &Arc<MemoryCache>) -> WasiCacheCtx {
+    WasiCacheCtx::builder(backend.clone())
+        .namespace(Namespace::new("e2e").unwrap())
+        .limits(TEST_LIMITS)
+        .build()
+}
+
+/// How a guest run ended, and what it printed.
+#[derive(Debug)]
+struct Outcome {
+    /// `Ok(code)` when it returned or exited, `Err(trap)` when it trapped.
+    exit: Result<i32, String>,
+    stdout: String,
+}
+
+/// A guest instance running on its own task, with its stdout readable while it runs.
+struct Running {
+    task: tokio::task::JoinHandle<Outcome>,
+    stdout: MemoryOutputPipe,
+}
+
+impl Running {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.contents()).into_owned()
+    }
+
+    /// Waits until the guest has printed `line`.
+    async fn wait_for(&self, line: &str) {
+        let start = Instant::now();
+        while !self.stdout().lines().any(|l| l == line) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "guest never printed {line:?}; printed {:?}",
+                self.stdout()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn finish(self) -> Outcome {
+        tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .expect("guest did not finish in time")
+            .unwrap()
+    }
+}
+
+fn start(cache: WasiCacheCtx, args: &[&str]) -> Running {
+    start_with(Wit::Ours, cache, args)
+}
+
+fn start_with(wit: Wit, cache: WasiCacheCtx, args: &[&str]) -> Running {
+    let stdout = MemoryOutputPipe::new(1 << 20);
+    let mut argv = vec!["guest"];
+    argv.extend_from_slice(args);
+    let wasi = WasiCtx::builder()
+        .args(&argv)
+        .stdout(stdout.clone())
+        .inherit_stderr()
+        .build();
+    let state = State {
+        table: ResourceTable::new(),
+        wasi,
+        cache,
+    };
+    let pipe = stdout.clone();
+    let task = tokio::spawn(async move {
+        let host = host(wit);
+        let mut store = Store::new(&host.engine, state);
+        let result = async {
+            let command =
+                WasiCommand::instantiate_async(&mut store, &host.component, &host.linker).await?;
+            command.wasi_cli_run().call_run(&mut store).await
+        }
+        .await;
+        let exit = match result {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(())) => Ok(1),
+            Err(err) => match err.downcast_ref::<I32Exit>() {
+                Some(exit) => Ok(exit.0),
+                None => Err(format!("{err:?}")),
+            },
+        };
+        drop(store);
+        Outcome {
+            exit,
+            stdout: String::from_utf8_lossy(&pipe.contents()).into_owned(),
+        }
+    });
+    Running { task, stdout }
+}
+
+async fn run(cache: WasiCacheCtx, args: &[&str]) -> Outcome {
+    start(cache, args).finish().await
+}
+
+/// Runs a self-checking scenario and asserts that it passed.
+async fn scenario(name: &str, cache: WasiCacheCtx, extra: &[&str]) {
+    scenario_with(Wit::Ours, name, cache, extra).await
+}
+
+async fn scenario_with(wit: Wit, name: &str, cache: WasiCacheCtx, extra: &[&str]) {
+    let mut args = vec![name];
+    args.extend_from_slice(extra);
+    let outcome = start_with(wit, cache, &args).finish().await;
+    assert_eq!(outcome.exit, Ok(0), "scenario {name} failed: {outcome:#?}");
+    assert!(
+        outcome.stdout.contains(&format!("ok {name}\n")) && outcome.stdout.ends_with("done\n"),
+        "scenario {name} did not complete: {outcome:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_operations() {
+    scenario("basic", ctx(&backend()), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_yields_error_resources() {
+    scenario("errors", ctx(&backend()), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_bodies() {
+    scenario("streams", ctx(&backend()), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_or_set_fill_abandon_and_hand_off() {
+    scenario("get-or-set", ctx(&backend()), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_many_futures() {
+    scenario("futures", ctx(&backend()), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_future_cap() {
+    let backend = backend();
+    let cache = WasiCacheCtx::builder(backend.clone())
+        .limits(TEST_LIMITS)
+        .max_live_futures(16)
+        .build();
+    scenario("live-cap", cache, &["16"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_budget_bounds_outgoing_bodies() {
+    let cache = WasiCacheCtx::builder(backend())
+        .limits(TEST_LIMITS)
+        .memory_budget(10_000)
+        .build();
+    assert_eq!(cache.memory_budget(), 10_000);
+    scenario("budget", cache, &[]).await;
+}
+
+/// The budget is 64 MiB unless set, and nothing is held before a guest writes.
+#[test]
+fn default_memory_budget() {
+    let cache = ctx(&backend());
+    assert_eq!(cache.memory_budget(), WasiCacheCtx::DEFAULT_MEMORY_BUDGET);
+    assert_eq!(cache.held_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_are_separate() {
+    let backend = backend();
+    let ns = |name| {
+        WasiCacheCtx::builder(backend.clone())
+            .namespace(Namespace::new(name).unwrap())
+            .build()
+    };
+    let filled = run(ns("a"), &["wait-and-fill", "k", "in-a"]).await;
+    assert!(filled.stdout.contains("vacant"), "{filled:#?}");
+    let read = run(ns("b"), &["read", "k"]).await;
+    assert!(read.stdout.contains("absent"), "{read:#?}");
+    let read = run(ns("a"), &["read", "k"]).await;
+    assert!(read.stdout.contains("value in-a"), "{read:#?}");
+    let stored = backend.get(&Namespace::new("a").unwrap(), b"k").unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"in-a"[..]));
+}
+
+/// A guest that traps while holding a vacancy abandons it: a waiter in another instance gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trapping_holder_hands_vacancy_to_other_instance() {
+    let backend = backend();
+    let holder = start(ctx(&backend), &["hold-and-trap", "t"]);
+    holder.wait_for("holding").await;
+    let waiter = start(ctx(&backend), &["wait-and-fill", "t", "from-waiter"]);
+    let holder = holder.finish().await;
+    assert!(holder.exit.is_err(), "holder should trap: {holder:#?}");
+    assert!(holder.stdout.contains("trapping"), "{holder:#?}");
+    let waiter = waiter.finish().await;
+    assert_eq!(waiter.exit, Ok(0), "{waiter:#?}");
+    assert!(waiter.stdout.starts_with("vacant\n"), "{waiter:#?}");
+    let stored = backend.get(&Namespace::new("e2e").unwrap(), b"t").unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"from-waiter"[..]));
+}
+
+/// A guest that traps halfway through a fill's stream body stores nothing; a waiter gets the
+/// vacancy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_mid_stream_fill_abandons_the_partial_body() {
+    let backend = backend();
+    let holder = start(ctx(&backend), &["stream-and-trap", "p"]);
+    holder.wait_for("holding").await;
+    let waiter = start(ctx(&backend), &["wait-and-fill", "p", "whole"]);
+    let holder = holder.finish().await;
+    assert!(holder.exit.is_err(), "holder should trap: {holder:#?}");
+    let waiter = waiter.finish().await;
+    assert!(waiter.stdout.starts_with("vacant\n"), "{waiter:#?}");
+    let stored = backend.get(&Namespace::new("e2e").unwrap(), b"p").unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"whole"[..]));
+}
+
+/// A guest that exits (its store dropped) while holding a vacancy abandons it as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exiting_holder_hands_vacancy_to_other_instance() {
+    let backend = backend();
+    let holder = start(ctx(&backend), &["hold-and-exit", "x"]);
+    holder.wait_for("holding").await;
+    let waiter = start(ctx(&backend), &["wait-and-fill", "x", "after-exit"]);
+    let holder = holder.finish().await;
+    assert_eq!(holder.exit, Ok(0), "{holder:#?}");
+    let waiter = waiter.finish().await;
+    assert!(waiter.stdout.starts_with("vacant\n"), "{waiter:#?}");
+    let stored = backend.get(&Namespace::new("e2e").unwrap(), b"x").unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"after-exit"[..]));
+}
+
+/// 10,000 get-or-set futures on one key from four instances: one vacancy, 9,999 filled values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_futures_rendezvous_on_one_vacancy() {
+    let backend = backend();
+    let instances: Vec<_> = (0..4)
+        .map(|i| {
+            let value = format!("filled-by-{i}");
+            start(ctx(&backend), &["many", "hot", "2500", &value])
+        })
+        .collect();
+    let (mut vacant, mut occupied) = (0, 0);
+    let mut values = std::collections::BTreeSet::new();
+    for running in instances {
+        let outcome = running.finish().await;
+        assert_eq!(outcome.exit, Ok(0), "{outcome:#?}");
+        let line = outcome.stdout.lines().next().unwrap().to_owned();
+        let mut parts = line.splitn(3, ' ');
+        vacant += parts.next().unwrap()["vacant=".len()..]
+            .parse::<usize>()
+            .unwrap();
+        occupied += parts.next().unwrap()["occupied=".len()..]
+            .parse::<usize>()
+            .unwrap();
+        values.insert(parts.next().unwrap().to_owned());
+    }
+    assert_eq!((vacant, occupied), (1, 9_999));
+    let stored = backend
+        .get(&Namespace::new("e2e").unwrap(), b"hot")
+        .unwrap()
+        .unwrap();
+    let stored = String::from_utf8(stored.to_vec()).unwrap();
+    // Every instance saw only the filler's value (the filler itself may have seen none).
+    for v in values {
+        assert!(
+            v == format!("values={{{stored:?}}}") || v == "values={}",
+            "unexpected values {v}"
+        );
+    }
+}
+
+/// A guest whose bindings come from golem-rust 2.0.0-dev.8's own WIT files links and runs
+/// every scenario unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_built_on_golem_wit_runs_unchanged() {
+    for name in ["basic", "errors", "streams", "get-or-set", "futures"] {
+        scenario_with(Wit::Golem, name, ctx(&backend()), &[]).await;
+    }
+}

@@ -1,0 +1,150 @@
+//! Throughput of the Redis backend's `get` and `set` at 50 concurrent callers, next to
+//! `redis-benchmark -t get,set -c 50 -d 64` against the same private `redis-server` in the same
+//! run; prints one `RATIO case=<case> peer=redis-benchmark value=<ours/theirs>` line per case.
+//!
+//! Run with `cargo bench -p wasi-cache-redis --bench redis` (needs `redis-server` and
+//! `redis-benchmark` on the PATH: `apt-get install redis-server`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasi_cache_engine::{Backend, Namespace};
+use wasi_cache_redis::RedisBackend;
+
+/// Concurrent callers, as `redis-benchmark -c 50`.
+const CLIENTS: usize = 50;
+/// Operations per case, as `redis-benchmark -n 100000`.
+const REQUESTS: usize = 100_000;
+/// Value size, as `redis-benchmark -d 64`.
+const VALUE_SIZE: usize = 64;
+/// Distinct keys the callers cycle over.
+const KEYS: usize = 10_000;
+
+/// Runs `REQUESTS` operations over `CLIENTS` tasks; operations per second.
+async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
+    let ns = Namespace::new("bench").unwrap();
+    let value = Bytes::from(vec![b'x'; VALUE_SIZE]);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (backend, ns, value) = (backend.clone(), ns.clone(), value.clone());
+            tokio::spawn(async move {
+                for i in 0..REQUESTS / CLIENTS {
+                    let key = format!("key:{}", (c * 7919 + i) % KEYS);
+                    if set {
+                        backend
+                            .set(&ns, key.as_bytes(), value.clone(), None)
+                            .await
+                            .expect("set");
+                    } else {
+                        let got = backend.get(&ns, key.as_bytes()).await.expect("get");
+                        assert!(got.is_some(), "keys are preloaded");
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    REQUESTS as f64 / start.elapsed().as_secs_f64()
+}
+
+/// `redis-benchmark`'s requests per second for `GET` and `SET`.
+fn redis_benchmark(port: u16, pipeline: usize) -> (String, f64, f64) {
+    let args = [
+        "-P",
+        &pipeline.to_string(),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "get,set",
+        "-c",
+        &CLIENTS.to_string(),
+        "-n",
+        &REQUESTS.to_string(),
+        "-d",
+        &VALUE_SIZE.to_string(),
+        "-q",
+    ]
+    .map(String::from);
+    let out = Command::new("redis-benchmark")
+        .args(&args)
+        .output()
+        .expect("running redis-benchmark (apt-get install redis-server)");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    let rate = |name: &str| -> f64 {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+            .filter(|l| l.contains("requests per second"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .next_back()
+            .unwrap_or_else(|| panic!("no {name} rate in redis-benchmark output: {text}"))
+    };
+    let command = format!("redis-benchmark {}", args.join(" "));
+    (command, rate("GET"), rate("SET"))
+}
+
+fn main() {
+    let server = support::RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (ours_set, ours_get, trips) = runtime.block_on(async {
+        let backend = Arc::new(RedisBackend::connect(server.config()).await.unwrap());
+        // Warm up (and preload every key for the gets).
+        run(&backend, true).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = backend.stats().round_trips;
+        let set = run(&backend, true).await;
+        let get = run(&backend, false).await;
+        let trips = (backend.stats().round_trips - before) as f64 / (2 * REQUESTS) as f64;
+        (set, get, trips)
+    });
+    let (command, theirs_get, theirs_set) = redis_benchmark(server.port(), 1);
+    // The same with 16 requests pipelined per connection: closer to what one multiplexed
+    // connection does with 50 concurrent callers (it batches their requests).
+    let (piped_command, piped_get, piped_set) = redis_benchmark(server.port(), 16);
+    println!("redis-server: {}", redis_version());
+    println!("peer: {command}");
+    println!(
+        "ours: set {ours_set:.0} ops/s, get {ours_get:.0} ops/s ({CLIENTS} tasks, one multiplexed connection, {trips:.2} round trips/op)"
+    );
+    println!("redis-benchmark: set {theirs_set:.0} ops/s, get {theirs_get:.0} ops/s");
+    println!(
+        "RATIO case=get peer=redis-benchmark value={:.3}",
+        ours_get / theirs_get
+    );
+    println!(
+        "RATIO case=set peer=redis-benchmark value={:.3}",
+        ours_set / theirs_set
+    );
+    println!("peer: {piped_command}");
+    println!("redis-benchmark -P 16: set {piped_set:.0} ops/s, get {piped_get:.0} ops/s");
+    println!(
+        "RATIO case=get peer=redis-benchmark-P16 value={:.3}",
+        ours_get / piped_get
+    );
+    println!(
+        "RATIO case=set peer=redis-benchmark-P16 value={:.3}",
+        ours_set / piped_set
+    );
+}
+
+/// The server's version line.
+fn redis_version() -> String {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,265 @@
+//! `get_or_set` on Redis: local single-flight in front of the cross-host rendezvous.
+//!
+//! Inside one backend, concurrent callers of one key join a [`Flight`]: one of them at a time
+//! (the *driver*, who holds the flight's async mutex, FIFO) talks to Redis for all of them, the
+//! others wait locally for either the value or their turn to drive. The driver runs the claim
+//! script: a value resolves every local caller; a taken lock makes it the holder (it leaves with
+//! a vacancy and the next local caller becomes the driver); a lock held by someone else (on this
+//! host or another) makes it subscribe to the key's channel, re-claim, and then wait for a
+//! message or for the lock's remaining lifetime, whichever comes first, before claiming again.
+//! A message carrying a value resolves the flight with it, any other message (an abandon, a large
+//! value, a pub/sub reconnect) triggers a re-claim. A fill or a plain `set` made through this
+//! backend also resolves the key's local flight directly.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use wasi_cache_engine::{GetOrSet, Result, Vacancy};
+
+use crate::backend::{Claim, Inner, RedisVacancy};
+use crate::counters::Counters;
+use crate::keys::Keys;
+use crate::pubsub::{Event, Subscription};
+
+/// The key's local callers: one drives, the others wait for its outcome.
+pub(crate) struct Flight {
+    /// Held by the caller that talks to Redis; holds the flight's channel subscription, kept
+    /// while the flight lives so successive drivers do not resubscribe.
+    driver: tokio::sync::Mutex<Option<Subscription>>,
+    /// What every caller of the flight resolves with, once known: the value, or the driver's
+    /// error (so that followers of a failing driver fail with it instead of queueing for one op
+    /// timeout each).
+    value: watch::Sender<Option<Result<Bytes>>>,
+}
+
+/// The flights of one backend, by value key, with their number of callers.
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<Vec<u8>, Members>>,
+}
+
+/// A flight and how many callers are in it.
+type Members = (Arc<Flight>, usize);
+
+/// One caller's membership of a flight; leaving the last membership removes the flight.
+struct Participant<'a> {
+    flights: &'a Flights,
+    key: Vec<u8>,
+    flight: Arc<Flight>,
+}
+
+impl Drop for Participant<'_> {
+    fn drop(&mut self) {
+        let mut map = self.flights.map.lock();
+        if let Some((flight, count)) = map.get_mut(&self.key)
+            && Arc::ptr_eq(flight, &self.flight)
+        {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Flights {
+    /// Joins the key's flight, starting one if there is none.
+    fn join(&self, key: &[u8]) -> Participant<'_> {
+        let mut map = self.map.lock();
+        let (flight, count) = map.entry(key.to_vec()).or_insert_with(|| {
+            (
+                Arc::new(Flight {
+                    driver: tokio::sync::Mutex::new(None),
+                    value: watch::Sender::new(None),
+                }),
+                0,
+            )
+        });
+        *count += 1;
+        Participant {
+            flights: self,
+            key: key.to_vec(),
+            flight: flight.clone(),
+        }
+    }
+
+    /// Resolves the key's flight, if any, with `value` (after a set or fill on this backend);
+    /// callers arriving later start a new flight.
+    pub(crate) fn resolve(&self, key: &[u8], value: &Bytes) {
+        let flight = self.map.lock().remove(key).map(|(f, _)| f);
+        if let Some(flight) = flight {
+            flight.value.send_replace(Some(Ok(value.clone())));
+        }
+    }
+
+    /// Resolves `flight` with `outcome`, detaching it from the map if it is still there.
+    fn resolve_flight(&self, key: &[u8], flight: &Arc<Flight>, outcome: Result<Bytes>) {
+        {
+            let mut map = self.map.lock();
+            if map.get(key).is_some_and(|(f, _)| Arc::ptr_eq(f, flight)) {
+                map.remove(key);
+            }
+        }
+        flight.value.send_replace(Some(outcome));
+    }
+}
+
+/// How one driving turn ended.
+enum Drive {
+    /// The key has this value (stored, or published by a fill).
+    Value(Bytes),
+    /// The flight was resolved by someone else while waiting.
+    Resolved,
+    /// The driver took the lock: it holds the vacancy.
+    Claimed(RedisVacancy),
+}
+
+/// The longest sleep between claims while the pub/sub connection is down.
+const RETRY_WITHOUT_PUBSUB: Duration = Duration::from_millis(250);
+
+impl Inner {
+    /// `get_or_set`, with local single-flight in front of the Redis rendezvous.
+    pub(crate) async fn get_or_set(self: &Arc<Self>, keys: Keys) -> Result<GetOrSet> {
+        let participant = self.flights.join(&keys.value);
+        let flight = participant.flight.clone();
+        let mut resolved = flight.value.subscribe();
+        let mut waited = false;
+        let result = loop {
+            let known = resolved.borrow_and_update().clone();
+            if let Some(outcome) = known {
+                break outcome.map(GetOrSet::Occupied);
+            }
+            let mut driver = match flight.driver.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    self.note_wait(&mut waited);
+                    tokio::select! {
+                        biased;
+                        _ = resolved.changed() => continue,
+                        guard = flight.driver.lock() => guard,
+                    }
+                }
+            };
+            if resolved.borrow().is_some() {
+                continue;
+            }
+            match self
+                .drive(&keys, &mut driver, &mut resolved, &mut waited)
+                .await
+            {
+                Ok(Drive::Value(value)) => {
+                    self.flights
+                        .resolve_flight(&keys.value, &flight, Ok(value.clone()));
+                    break Ok(GetOrSet::Occupied(value));
+                }
+                Ok(Drive::Resolved) => continue,
+                Ok(Drive::Claimed(slot)) => break Ok(GetOrSet::Vacant(Vacancy::new(slot))),
+                Err(e) => {
+                    self.flights
+                        .resolve_flight(&keys.value, &flight, Err(e.clone()));
+                    break Err(e);
+                }
+            }
+        };
+        drop(participant);
+        match &result {
+            Ok(GetOrSet::Occupied(_)) if !waited => Counters::bump(&self.counters.hits),
+            Ok(_) => Counters::bump(&self.counters.misses),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Counts the caller as a rendezvous wait, once.
+    fn note_wait(&self, waited: &mut bool) {
+        if !*waited {
+            *waited = true;
+            Counters::bump(&self.counters.rendezvous_waits);
+        }
+    }
+
+    /// One driving turn: claim until the key has a value, the lock is ours, or the flight is
+    /// resolved by someone else.
+    async fn drive(
+        self: &Arc<Self>,
+        keys: &Keys,
+        subscription: &mut Option<Subscription>,
+        resolved: &mut watch::Receiver<Option<Result<Bytes>>>,
+        waited: &mut bool,
+    ) -> Result<Drive> {
+        let mut timed_out = false;
+        loop {
+            // Mark the channel's events seen *before* claiming: anything published after the
+            // claim's answer is then noticed.
+            let mut events = subscription.as_ref().map(Subscription::events);
+            if let Some(events) = events.as_mut() {
+                events.borrow_and_update();
+            }
+            // The vacancy exists before the claim is sent: if this future is dropped while the
+            // claim is in flight, its drop releases a lock the claim may have taken.
+            let mut slot = RedisVacancy::new(self.clone(), keys.clone(), new_token());
+            let pttl = match self.claim(keys, slot.token()).await? {
+                Claim::Value(value) => {
+                    slot.disarm();
+                    return Ok(Drive::Value(value));
+                }
+                Claim::Claimed => {
+                    if timed_out {
+                        Counters::bump(&self.counters.timeouts);
+                    }
+                    return Ok(Drive::Claimed(slot));
+                }
+                Claim::Locked(pttl) => {
+                    slot.disarm();
+                    pttl
+                }
+            };
+            self.note_wait(waited);
+            let wait = pttl.min(self.config.vacancy_timeout) + Duration::from_millis(1);
+            let Some(mut events) = events else {
+                match self.pubsub.subscribe(&keys.channel).await {
+                    // Subscribed: re-claim at once, now that no message can be missed.
+                    Ok(s) => *subscription = Some(s),
+                    Err(e) => {
+                        // Pub/sub is down: fall back to re-claiming on a timer (never tightly).
+                        tracing::debug!("redis rendezvous without pub/sub: {e}");
+                        tokio::select! {
+                            biased;
+                            _ = resolved.changed() => return Ok(Drive::Resolved),
+                            () = tokio::time::sleep(wait.min(RETRY_WITHOUT_PUBSUB)) => {}
+                        }
+                        timed_out = wait <= RETRY_WITHOUT_PUBSUB;
+                    }
+                }
+                continue;
+            };
+            tokio::select! {
+                biased;
+                _ = resolved.changed() => return Ok(Drive::Resolved),
+                changed = events.changed() => {
+                    if changed.is_err() {
+                        // The channel is gone (cannot happen while subscribed): wait it out.
+                        tokio::time::sleep(wait).await;
+                        timed_out = true;
+                        continue;
+                    }
+                    let event = events.borrow().clone();
+                    if let Event::Value(value) = event {
+                        return Ok(Drive::Value(value));
+                    }
+                    timed_out = false;
+                }
+                () = tokio::time::sleep(wait) => timed_out = true,
+            }
+        }
+    }
+}
+
+/// A fresh random lock token (128 bits, hex).
+fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
