@@ -1,4 +1,4 @@
-//! The S3-FIFO ghost queue: hashes of entries recently evicted from the small queue.
+//! The S3-FIFO ghost queue: hashes of entries recently evicted (from either queue).
 //!
 //! A key that comes back while its hash is still here skips the small queue and goes straight to
 //! the main one; this is what makes the policy scan-resistant yet quick to adopt recurring keys.

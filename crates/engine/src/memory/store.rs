@@ -353,8 +353,7 @@ impl Store {
                     continue;
                 }
                 let hash = self.slab[idx as usize].hash(&self.hasher);
-                let ghost_capacity = self.len();
-                self.ghost.push(hash, ghost_capacity);
+                self.remember(hash);
                 self.remove_index(hash, idx);
                 return true;
             }
@@ -371,11 +370,21 @@ impl Store {
                 self.push_back(Queue::Main, idx);
                 continue;
             }
+            // Unlike the paper, main's victims are remembered too: one that comes back soon
+            // re-enters main directly instead of competing in the small probation queue
+            // (measured: higher hit ratio on every trace in docs/benchmarks.md).
             let hash = self.slab[idx as usize].hash(&self.hasher);
+            self.remember(hash);
             self.remove_index(hash, idx);
             return true;
         }
         false
+    }
+
+    /// Puts an evicted entry's hash in the ghost, which holds as many hashes as there are entries.
+    fn remember(&mut self, hash: u64) {
+        let capacity = self.len();
+        self.ghost.push(hash, capacity);
     }
 
     fn remove_index(&mut self, hash: u64, idx: u32) {
