@@ -13,6 +13,7 @@ Examples:
   wasi-cache run app.wasm
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
+  wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
 
 Sizes take KiB, MiB, GiB (powers of 1024), KB, MB, GB (powers of 1000) or plain bytes;
 durations take ns, us, ms, s, m or h (e.g. 300ms, 30s, 2m).";
@@ -22,6 +23,12 @@ Examples:
   wasi-cache run app.wasm
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
+  wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
+
+With --redis, the cache lives in Redis (6 or later) and is shared by every process on the
+same server: their get-or-set calls on one key (same --namespace) wait for one fill. Redis
+does its own eviction (--capacity does not apply); a crashed holder's vacancy passes to a
+waiter after --vacancy-timeout.
 
 Everything after COMPONENT is passed to the component (its argv[0] is the file's name).
 The component inherits stdin, stdout and stderr; it sees no files, and no environment
@@ -30,13 +37,13 @@ durations take ns, us, ms, s, m or h.
 
 Exit status: the component's own exit code (returning normally is 0, returning an error
 is 1); 1 when it traps; 2 when it cannot be run (bad option, unreadable file, not a
-component, an import this host does not provide).";
+component, an import this host does not provide, Redis unreachable).";
 
 /// `wasi-cache`: WebAssembly components with a cache.
 #[derive(Debug, Parser)]
 #[command(name = "wasi-cache", version, after_help = EXAMPLES)]
 #[command(
-    about = "Runs WebAssembly components with wasi:keyvalue/cache served by an embedded cache"
+    about = "Runs WebAssembly components with wasi:keyvalue/cache served by an embedded cache or Redis"
 )]
 pub struct Cli {
     /// What to do.
@@ -55,9 +62,29 @@ pub enum Command {
 /// Options of `wasi-cache run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Most bytes the cache keeps (keys, values and per-entry overhead).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    /// Most bytes the embedded cache keeps (keys, values and per-entry overhead); not with --redis.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "256MiB",
+        value_parser = parse_size,
+        conflicts_with = "redis"
+    )]
     pub capacity: u64,
+
+    /// Use the Redis server at URL (redis://HOST:PORT/DB) instead of the embedded cache.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Longest wait for one Redis command (and for connecting) before it fails.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_duration,
+        requires = "redis"
+    )]
+    pub redis_timeout: Duration,
 
     /// Namespace (tenant) the component's keys live in.
     #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_namespace)]
@@ -87,7 +114,8 @@ pub struct RunArgs {
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     pub env: Vec<(String, Option<String>)>,
 
-    /// Print the cache's counters (hits, misses, rendezvous, ...) to stderr at exit.
+    /// Print the cache's counters (hits, misses, rendezvous, ...) to stderr at exit; with
+    /// --redis, also Redis round trips and reconnects.
     #[arg(long)]
     pub stats: bool,
 
@@ -304,6 +332,11 @@ mod tests {
         assert_eq!(args.max_key_size, Limits::DEFAULT_MAX_KEY_SIZE);
         assert_eq!(args.max_value_size, Limits::DEFAULT_MAX_VALUE_SIZE);
         assert_eq!(args.namespace.as_str(), "default");
+        assert_eq!(args.redis, None);
+        assert_eq!(
+            args.redis_timeout,
+            wasi_cache_redis::RedisConfig::DEFAULT_OP_TIMEOUT
+        );
         assert_eq!(
             args.memory_budget,
             wasi_cache_host::WasiCacheCtx::DEFAULT_MEMORY_BUDGET
@@ -312,6 +345,42 @@ mod tests {
             args.max_live_futures,
             wasi_cache_host::WasiCacheCtx::DEFAULT_MAX_LIVE_FUTURES
         );
+    }
+
+    #[test]
+    fn redis_options() {
+        let cli = Cli::try_parse_from([
+            "wasi-cache",
+            "run",
+            "--redis",
+            "redis://127.0.0.1:7000/2",
+            "--redis-timeout",
+            "500ms",
+            "x.wasm",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command;
+        assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:7000/2"));
+        assert_eq!(args.redis_timeout, Duration::from_millis(500));
+        // --capacity belongs to the embedded cache; --redis-timeout needs --redis.
+        let both = [
+            "wasi-cache",
+            "run",
+            "--redis",
+            "redis://h",
+            "--capacity",
+            "1MiB",
+            "x.wasm",
+        ];
+        let line = one_line(&Cli::try_parse_from(both).unwrap_err().render().to_string());
+        assert!(line.contains("cannot be used with"), "{line}");
+        assert!(
+            line.contains("--capacity") && line.contains("--redis"),
+            "{line}"
+        );
+        let alone = ["wasi-cache", "run", "--redis-timeout", "1s", "x.wasm"];
+        let line = one_line(&Cli::try_parse_from(alone).unwrap_err().render().to_string());
+        assert!(line.contains("--redis <URL>"), "{line}");
     }
 
     #[test]

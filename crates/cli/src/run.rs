@@ -1,12 +1,15 @@
-//! `wasi-cache run`: builds the cache, the wasmtime engine and linker, instantiates the
-//! component as a `wasi:cli/command` and runs it, mapping its outcome to an exit code.
+//! `wasi-cache run`: builds the cache (the embedded engine, or Redis with `--redis`), the
+//! wasmtime engine and linker, instantiates the component as a `wasi:cli/command` and runs it,
+//! mapping its outcome to an exit code.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context;
 use wasmtime::{Config, Engine, Error, Result, Store, bail};
@@ -65,15 +68,20 @@ pub fn main(args: &RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return setup_error(&Error::new(err).context("cannot start tokio")),
     };
-    let backend = match backend(args) {
+    let backend = match backend(args, &runtime) {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
     };
+    // The tasks that live as long as the backend (Redis: its connection and pub/sub drivers).
+    let idle_tasks = runtime.metrics().num_alive_tasks();
     let outcome = runtime.block_on(run(args, backend.clone()));
+    if args.redis.is_some() {
+        runtime.block_on(settle(&runtime, idle_tasks, args.redis_timeout));
+    }
     // Backend calls of futures the component left behind must not outlive the report.
     drop(runtime);
     if args.stats && !matches!(outcome, Outcome::Setup(_)) {
-        eprintln!("{}", stats::render(&backend.stats()));
+        eprintln!("{}", stats::render(&backend.stats(), args.redis.is_some()));
     }
     match outcome {
         Outcome::Setup(err) => setup_error(&err),
@@ -86,6 +94,18 @@ pub fn main(args: &RunArgs) -> ExitCode {
             );
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// Lets the backend calls the component left behind reach Redis before the runtime stops (the
+/// release of a vacancy it held when it exited or trapped, so a waiter elsewhere need not wait
+/// for the vacancy timeout; a `set` whose future it dropped): waits until no more tasks are
+/// alive than before the component ran, at most `limit`.
+async fn settle(runtime: &tokio::runtime::Runtime, idle_tasks: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while runtime.metrics().num_alive_tasks() > idle_tasks && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -108,8 +128,30 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// The cache the component's keys live in: the embedded engine, configured from the options.
-fn backend(args: &RunArgs) -> Result<Arc<dyn Backend>> {
+/// The cache the component's keys live in, configured from the options: Redis with `--redis`
+/// (connected and answering within `--redis-timeout`), else the embedded engine.
+fn backend(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn Backend>> {
+    if let Some(url) = &args.redis {
+        let config = RedisConfig {
+            url: url.clone(),
+            op_timeout: args.redis_timeout,
+            vacancy_timeout: args.vacancy_timeout,
+            limits: limits(args),
+        };
+        // The backend's connections and pub/sub task live on the runtime that runs the component.
+        return match runtime.block_on(RedisBackend::connect(config)) {
+            Ok(redis) => Ok(Arc::new(redis)),
+            // The CLI gives up at startup (so the library's "keeps reconnecting" hint does not
+            // apply), and never prints a password.
+            Err(err) => bail!(
+                "cannot connect to Redis at {}: {}",
+                redact(url),
+                err.to_string()
+                    .replace(" the backend keeps reconnecting", "")
+                    .replace(url.as_str(), &redact(url))
+            ),
+        };
+    }
     let config = CacheConfig {
         capacity: args.capacity,
         limits: limits(args),
@@ -118,6 +160,25 @@ fn backend(args: &RunArgs) -> Result<Arc<dyn Backend>> {
     };
     let cache = MemoryCache::new(config).context("cannot create the cache")?;
     Ok(Arc::new(cache))
+}
+
+/// `url` without its password (`redis://user:secret@host` → `redis://user:***@host`), for
+/// error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at]
+                .split_once(':')
+                .map_or(&rest[..at], |(user, _)| user);
+            let hidden = if user.len() == at { "" } else { ":***" };
+            format!("{scheme}://{user}{hidden}@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 fn limits(args: &RunArgs) -> Limits {
@@ -228,4 +289,22 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://:pw@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(redact("rediss://me:p@w@h/0"), "rediss://me:***@h/0");
+        assert_eq!(redact("redis://me@h"), "redis://me@h");
+        assert_eq!(redact("redis://h/a@b"), "redis://h/a@b");
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
 }

@@ -2,9 +2,10 @@
 
 use wasi_cache_engine::Stats;
 
-/// One line with every counter, e.g. `wasi-cache stats: hits=31 misses=1 …`.
-pub fn render(stats: &Stats) -> String {
-    format!(
+/// One line with every counter, e.g. `wasi-cache stats: hits=31 misses=1 …`; a `remote`
+/// backend (Redis) adds its round trips and reconnects.
+pub fn render(stats: &Stats, remote: bool) -> String {
+    let line = format!(
         "wasi-cache stats: hits={} misses={} inserts={} evictions={} expirations={} \
          rendezvous={} handoffs={} timeouts={} entries={} bytes={}",
         stats.hits,
@@ -17,7 +18,15 @@ pub fn render(stats: &Stats) -> String {
         stats.timeouts,
         stats.entries,
         stats.bytes,
-    )
+    );
+    if remote {
+        format!(
+            "{line} round_trips={} reconnects={}",
+            stats.round_trips, stats.reconnects
+        )
+    } else {
+        line
+    }
 }
 
 #[cfg(test)]
@@ -30,8 +39,9 @@ mod tests {
         stats.hits = 31;
         stats.misses = 1;
         stats.rendezvous_waits = 31;
-        let line = render(&stats);
+        let line = render(&stats, false);
         assert!(!line.contains('\n'));
+        assert!(!line.contains("round_trips"), "{line}");
         for field in [
             "hits=31",
             "misses=1",
@@ -44,5 +54,16 @@ mod tests {
         ] {
             assert!(line.contains(field), "{line} lacks {field}");
         }
+    }
+
+    #[test]
+    fn remote_backends_add_round_trips_and_reconnects() {
+        let mut stats = Stats::default();
+        stats.round_trips = 12;
+        stats.reconnects = 1;
+        let line = render(&stats, true);
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("wasi-cache stats: hits=0 "), "{line}");
+        assert!(line.ends_with(" round_trips=12 reconnects=1"), "{line}");
     }
 }

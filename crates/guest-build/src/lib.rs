@@ -41,6 +41,13 @@ pub const GUEST_E2E_GOLEM: Guest<'static> = Guest {
     ..GUEST_E2E
 };
 
+/// The guest of the host's `guest` bench: `main CASE N` runs one operation `N` times.
+pub const GUEST_BENCH: Guest<'static> = Guest {
+    manifest: "crates/host/benches/guest-bench/Cargo.toml",
+    bin: "wasi-cache-guest-bench",
+    features: &[],
+};
+
 /// The memoisation example guest (`examples/memo`).
 pub const MEMO: Guest<'static> = Guest {
     manifest: "examples/memo/Cargo.toml",

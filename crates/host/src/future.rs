@@ -103,17 +103,25 @@ impl<T: Send + 'static> HostFuture<T> {
     where
         F: Future<Output = Result<T, CacheError>> + Send + 'static,
     {
+        let mut call = Box::pin(call);
         let task_token = Arc::clone(&token);
-        let handle = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
-            tokio::task::spawn(async move {
-                let result = call.await;
-                drop(task_token);
-                result
-            })
+        let state = wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
+            // Most calls need no waiting (every memory-engine operation but a get-or-set that
+            // joins a rendezvous): finish those here, so the guest finds the result ready on its
+            // first `…-get` instead of blocking on a task that another thread must wake it for.
+            // A call that is not ready goes on in its own task, polled from where it stopped.
+            match call.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => State::Ready(result),
+                Poll::Pending => State::Pending(tokio::task::spawn(async move {
+                    let result = call.await;
+                    drop(task_token);
+                    result
+                })),
+            }
         });
         Self {
             op,
-            state: State::Pending(handle),
+            state,
             abort_on_drop,
             _live: Some(token),
         }

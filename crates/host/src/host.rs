@@ -92,11 +92,11 @@ impl WasiCacheCtxView<'_> {
 impl wasi_keyvalue_error::Host for WasiCacheCtxView<'_> {}
 
 impl wasi_keyvalue_error::HostError for WasiCacheCtxView<'_> {
-    async fn trace(&mut self, err: Resource<CacheError>) -> Result<String> {
+    fn trace(&mut self, err: Resource<CacheError>) -> Result<String> {
         Ok(self.table.get(&err)?.trace().to_owned())
     }
 
-    async fn drop(&mut self, err: Resource<CacheError>) -> Result<()> {
+    fn drop(&mut self, err: Resource<CacheError>) -> Result<()> {
         self.table.delete(err)?;
         Ok(())
     }
@@ -105,22 +105,22 @@ impl wasi_keyvalue_error::HostError for WasiCacheCtxView<'_> {
 impl types::Host for WasiCacheCtxView<'_> {}
 
 impl types::HostBucket for WasiCacheCtxView<'_> {
-    async fn open_bucket(&mut self, name: String) -> GuestResult<Resource<Bucket>> {
+    fn open_bucket(&mut self, name: String) -> GuestResult<Resource<Bucket>> {
         Ok(Ok(self.table.push(Bucket::new(name))?))
     }
 
-    async fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
+    fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
         self.table.delete(bucket)?;
         Ok(())
     }
 }
 
 impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
-    async fn new_outgoing_value(&mut self) -> Result<Resource<OutgoingValue>> {
+    fn new_outgoing_value(&mut self) -> Result<Resource<OutgoingValue>> {
         Ok(self.table.push(OutgoingValue::new())?)
     }
 
-    async fn outgoing_value_write_body_async(
+    fn outgoing_value_write_body_async(
         &mut self,
         value: Resource<OutgoingValue>,
     ) -> GuestResult<Resource<DynOutputStream>> {
@@ -152,7 +152,7 @@ impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
         self.guest(result)
     }
 
-    async fn drop(&mut self, value: Resource<OutgoingValue>) -> Result<()> {
+    fn drop(&mut self, value: Resource<OutgoingValue>) -> Result<()> {
         // An unwritten fill value drops its vacancy here: abandoned, handed to a waiter.
         self.table.delete(value)?;
         Ok(())
@@ -160,14 +160,14 @@ impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
 }
 
 impl types::HostIncomingValue for WasiCacheCtxView<'_> {
-    async fn incoming_value_consume_sync(
+    fn incoming_value_consume_sync(
         &mut self,
         value: Resource<IncomingValue>,
     ) -> GuestResult<Vec<u8>> {
         Ok(Ok(self.table.get(&value)?.body().to_vec()))
     }
 
-    async fn incoming_value_consume_async(
+    fn incoming_value_consume_async(
         &mut self,
         value: Resource<IncomingValue>,
     ) -> GuestResult<Resource<DynInputStream>> {
@@ -176,18 +176,18 @@ impl types::HostIncomingValue for WasiCacheCtxView<'_> {
         Ok(Ok(self.table.push(stream)?))
     }
 
-    async fn incoming_value_size(&mut self, value: Resource<IncomingValue>) -> GuestResult<u64> {
+    fn incoming_value_size(&mut self, value: Resource<IncomingValue>) -> GuestResult<u64> {
         Ok(Ok(self.table.get(&value)?.body().len() as u64))
     }
 
-    async fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
+    fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
         self.table.delete(value)?;
         Ok(())
     }
 }
 
 impl cache::Host for WasiCacheCtxView<'_> {
-    async fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
+    fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         self.start("get", k, true, |k| async move {
             backend
@@ -197,7 +197,7 @@ impl cache::Host for WasiCacheCtxView<'_> {
         })
     }
 
-    async fn exists(&mut self, k: String) -> Result<Resource<FutureExistsResult>> {
+    fn exists(&mut self, k: String) -> Result<Resource<FutureExistsResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         self.start("exists", k, true, |k| async move {
             backend
@@ -207,7 +207,7 @@ impl cache::Host for WasiCacheCtxView<'_> {
         })
     }
 
-    async fn set(
+    fn set(
         &mut self,
         k: String,
         v: Resource<OutgoingValue>,
@@ -228,7 +228,7 @@ impl cache::Host for WasiCacheCtxView<'_> {
         })
     }
 
-    async fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
+    fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         // Dropping the future drops the backend call: the caller leaves the rendezvous.
         self.start("get-or-set", k, true, |k| async move {
@@ -239,7 +239,7 @@ impl cache::Host for WasiCacheCtxView<'_> {
         })
     }
 
-    async fn delete(&mut self, k: String) -> Result<Resource<FutureResult>> {
+    fn delete(&mut self, k: String) -> Result<Resource<FutureResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         self.start("delete", k, false, |k| async move {
             backend
@@ -251,7 +251,7 @@ impl cache::Host for WasiCacheCtxView<'_> {
 }
 
 impl cache::HostFutureGetResult for WasiCacheCtxView<'_> {
-    async fn future_get_result_get(
+    fn future_get_result_get(
         &mut self,
         future: Resource<FutureGetResult>,
     ) -> Result<Option<Result<Option<Resource<IncomingValue>>, Resource<CacheError>>>> {
@@ -266,21 +266,21 @@ impl cache::HostFutureGetResult for WasiCacheCtxView<'_> {
         self.guest(result).map(Some)
     }
 
-    async fn listen_to_future_get_result(
+    fn listen_to_future_get_result(
         &mut self,
         future: Resource<FutureGetResult>,
     ) -> Result<Resource<DynPollable>> {
         self.listen(future)
     }
 
-    async fn drop(&mut self, future: Resource<FutureGetResult>) -> Result<()> {
+    fn drop(&mut self, future: Resource<FutureGetResult>) -> Result<()> {
         self.table.delete(future)?;
         Ok(())
     }
 }
 
 impl cache::HostFutureExistsResult for WasiCacheCtxView<'_> {
-    async fn future_exists_result_get(
+    fn future_exists_result_get(
         &mut self,
         future: Resource<FutureExistsResult>,
     ) -> Result<Option<Result<bool, Resource<CacheError>>>> {
@@ -290,21 +290,21 @@ impl cache::HostFutureExistsResult for WasiCacheCtxView<'_> {
         }
     }
 
-    async fn listen_to_future_exists_result(
+    fn listen_to_future_exists_result(
         &mut self,
         future: Resource<FutureExistsResult>,
     ) -> Result<Resource<DynPollable>> {
         self.listen(future)
     }
 
-    async fn drop(&mut self, future: Resource<FutureExistsResult>) -> Result<()> {
+    fn drop(&mut self, future: Resource<FutureExistsResult>) -> Result<()> {
         self.table.delete(future)?;
         Ok(())
     }
 }
 
 impl cache::HostFutureResult for WasiCacheCtxView<'_> {
-    async fn future_result_get(
+    fn future_result_get(
         &mut self,
         future: Resource<FutureResult>,
     ) -> Result<Option<Result<(), Resource<CacheError>>>> {
@@ -314,21 +314,21 @@ impl cache::HostFutureResult for WasiCacheCtxView<'_> {
         }
     }
 
-    async fn listen_to_future_result(
+    fn listen_to_future_result(
         &mut self,
         future: Resource<FutureResult>,
     ) -> Result<Resource<DynPollable>> {
         self.listen(future)
     }
 
-    async fn drop(&mut self, future: Resource<FutureResult>) -> Result<()> {
+    fn drop(&mut self, future: Resource<FutureResult>) -> Result<()> {
         self.table.delete(future)?;
         Ok(())
     }
 }
 
 impl cache::HostFutureGetOrSetResult for WasiCacheCtxView<'_> {
-    async fn future_get_or_set_result_get(
+    fn future_get_or_set_result_get(
         &mut self,
         future: Resource<FutureGetOrSetResult>,
     ) -> Result<Option<Result<cache::GetOrSetEntry, Resource<CacheError>>>> {
@@ -347,21 +347,21 @@ impl cache::HostFutureGetOrSetResult for WasiCacheCtxView<'_> {
         self.guest(result).map(Some)
     }
 
-    async fn listen_to_future_get_or_set_result(
+    fn listen_to_future_get_or_set_result(
         &mut self,
         future: Resource<FutureGetOrSetResult>,
     ) -> Result<Resource<DynPollable>> {
         self.listen(future)
     }
 
-    async fn drop(&mut self, future: Resource<FutureGetOrSetResult>) -> Result<()> {
+    fn drop(&mut self, future: Resource<FutureGetOrSetResult>) -> Result<()> {
         self.table.delete(future)?;
         Ok(())
     }
 }
 
 impl cache::HostVacancy for WasiCacheCtxView<'_> {
-    async fn vacancy_fill(
+    fn vacancy_fill(
         &mut self,
         vacancy: Resource<PendingVacancy>,
         ttl_ms: Option<u32>,
@@ -370,7 +370,7 @@ impl cache::HostVacancy for WasiCacheCtxView<'_> {
         Ok(self.table.push(value)?)
     }
 
-    async fn drop(&mut self, vacancy: Resource<PendingVacancy>) -> Result<()> {
+    fn drop(&mut self, vacancy: Resource<PendingVacancy>) -> Result<()> {
         // An unfilled vacancy is abandoned here: the backend hands it to a waiter.
         self.table.delete(vacancy)?;
         Ok(())

@@ -89,7 +89,13 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit",
         world: "wasi-cache:wit/cache",
-        imports: { default: async | trappable },
+        // Only the body write that fills a vacancy waits (for the backend's fill); every other
+        // function returns at once, so it is a plain synchronous import: a guest's get is then
+        // a handful of cheap calls rather than a handful of async host calls.
+        imports: {
+            default: trappable,
+            "wasi:keyvalue/types.[method]outgoing-value.outgoing-value-write-body-sync": async | trappable,
+        },
         with: {
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:keyvalue/wasi-keyvalue-error.error": crate::CacheError,

@@ -5,16 +5,13 @@
 //! Run with `cargo bench -p wasi-cache-redis --bench redis` (needs `redis-server` and
 //! `redis-benchmark` on the PATH: `apt-get install redis-server`).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, Namespace};
-use wasi_cache_redis::RedisBackend;
+use wasi_cache_redis::{RedisBackend, RedisConfig};
 
 /// Concurrent callers, as `redis-benchmark -c 50`.
 const CLIENTS: usize = 50;
@@ -93,14 +90,18 @@ fn redis_benchmark(port: u16, pipeline: usize) -> (String, f64, f64) {
 }
 
 fn main() {
-    let server = support::RedisServer::start();
+    let server = wasi_cache_redis_server::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let (ours_set, ours_get, trips) = runtime.block_on(async {
-        let backend = Arc::new(RedisBackend::connect(server.config()).await.unwrap());
+        let backend = Arc::new(
+            RedisBackend::connect(RedisConfig::with_url(server.url()))
+                .await
+                .unwrap(),
+        );
         // Warm up (and preload every key for the gets).
         run(&backend, true).await;
         tokio::time::sleep(Duration::from_millis(100)).await;

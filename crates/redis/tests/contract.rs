@@ -1,7 +1,5 @@
 //! The shared backend-contract suite, unchanged, against a private `redis-server` per case.
 
-mod support;
-
 use std::sync::Arc;
 
 use wasi_cache_contract::{Harness, HarnessConfig, contract_tests};
@@ -10,14 +8,14 @@ use wasi_cache_redis::{RedisBackend, RedisConfig};
 /// Builds backends (own connections each) on a `redis-server` of the case's own, stopped when
 /// the case ends.
 struct RedisHarness {
-    server: support::RedisServer,
+    server: wasi_cache_redis_server::RedisServer,
 }
 
 impl RedisHarness {
     /// Starts the case's server.
     fn new() -> Self {
         Self {
-            server: support::RedisServer::start(),
+            server: wasi_cache_redis_server::RedisServer::start(),
         }
     }
 }
@@ -28,7 +26,7 @@ impl Harness for RedisHarness {
     async fn backend(&self, config: HarnessConfig) -> Arc<RedisBackend> {
         let config = RedisConfig {
             vacancy_timeout: config.vacancy_timeout,
-            ..self.server.config()
+            ..RedisConfig::with_url(self.server.url())
         };
         Arc::new(
             RedisBackend::connect(config)

@@ -1,15 +1,13 @@
 //! Redis going away and coming back: errors within the op timeout (never a hang), waiters
 //! released, and the same backend working again after a restart on the same port.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 
-use support::RedisServer;
+use wasi_cache_redis_server::RedisServer;
 
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 const VACANCY: Duration = Duration::from_secs(1);
@@ -50,7 +48,7 @@ async fn outage_gives_prompt_errors_and_restart_recovers() {
     let config = RedisConfig {
         op_timeout: OP_TIMEOUT,
         vacancy_timeout: VACANCY,
-        ..server.config()
+        ..RedisConfig::with_url(server.url())
     };
     let a = RedisBackend::connect(config.clone()).await.unwrap();
     let c = RedisBackend::connect(config.clone()).await.unwrap();
@@ -182,7 +180,7 @@ async fn unresponsive_server_times_out_every_caller_promptly() {
     let server = RedisServer::start();
     let config = RedisConfig {
         op_timeout: OP_TIMEOUT,
-        ..server.config()
+        ..RedisConfig::with_url(server.url())
     };
     let c = std::sync::Arc::new(RedisBackend::connect(config).await.unwrap());
     let ns = Namespace::new("frozen").unwrap();

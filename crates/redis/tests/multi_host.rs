@@ -2,8 +2,6 @@
 //! `redis-server`: cross-instance stampede, a crashed holder, namespace isolation, and the
 //! channel bookkeeping of the pub/sub dispatcher.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +9,7 @@ use bytes::Bytes;
 use wasi_cache_engine::{Backend, GetOrSet, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 
-use support::RedisServer;
+use wasi_cache_redis_server::RedisServer;
 
 /// `n` backends on `server`, each with its own connections.
 async fn instances(server: &RedisServer, n: usize, config: RedisConfig) -> Vec<Arc<RedisBackend>> {
@@ -94,7 +92,7 @@ async fn crashed_holder_is_replaced_after_the_vacancy_timeout() {
     let server = RedisServer::start();
     let config = RedisConfig {
         vacancy_timeout: VACANCY,
-        ..server.config()
+        ..RedisConfig::with_url(server.url())
     };
     let ns = Namespace::new("crash").unwrap();
     // The doomed host: its own runtime on its own thread.

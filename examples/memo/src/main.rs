@@ -1,21 +1,19 @@
-//! Example guest: memoising an expensive computation with `wasi:keyvalue/cache`.
+//! Example guest: memoising an expensive computation with `wasi:keyvalue/cache` get-or-set,
+//! written on the wasi-cache-guest SDK.
 //!
-//! `memo [CALLERS]` starts CALLERS (default 32) concurrent `get-or-set` calls for each of a few
-//! keys, polls all of them together, and computes a key's value only when handed its vacancy;
-//! the other callers wait in the rendezvous and receive that value. Then plain `get`s hit, and a
-//! `get` of a key nobody computed misses. Run it with `wasi-cache run --stats memo.wasm`.
+//! `memo [CALLERS]` starts CALLERS (default 32) concurrent `get_or_set` calls for each of a few
+//! keys, all pending together on wstd's reactor; a key's value is computed only by the caller
+//! handed its vacancy, and the other callers wait in the rendezvous and receive that value. Then
+//! plain `get`s hit, and a `get` of a key nobody computed misses. Run it with
+//! `wasi-cache run --stats memo.wasm`.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "wasi-cache:wit/cache",
-    generate_all,
-});
-
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use wasi::io::poll::{Pollable, poll};
-use wasi::keyvalue::cache::{self, FutureGetOrSetResult, GetOrSetEntry};
-use wasi::keyvalue::types::IncomingValue;
+use futures::future::join_all;
+use wasi_cache_guest::{Cache, Error};
 
 /// The values to memoise: the n-th prime for these n.
 const NTH_PRIMES: [u64; 3] = [10_000, 40_000, 80_000];
@@ -29,7 +27,8 @@ struct Tally {
     value: Option<u64>,
 }
 
-fn main() {
+#[wstd::main]
+async fn main() {
     let callers: usize = match std::env::args().nth(1) {
         None => 32,
         Some(arg) => arg.parse().unwrap_or_else(|_| {
@@ -37,6 +36,7 @@ fn main() {
             std::process::exit(2)
         }),
     };
+    let cache = Cache::new();
     let keys: Vec<String> = NTH_PRIMES
         .iter()
         .map(|n| format!("nth-prime:{n}"))
@@ -46,52 +46,39 @@ fn main() {
         keys.len()
     );
 
-    // Every caller's get-or-set is issued before any is read: they all meet in the rendezvous.
-    let mut pending: Vec<(usize, FutureGetOrSetResult)> = (0..callers)
-        .flat_map(|_| (0..keys.len()).map(|k| (k, cache::get_or_set(&keys[k]))))
-        .collect();
-    let mut tallies: Vec<Tally> = keys.iter().map(|_| Tally::default()).collect();
-
-    while !pending.is_empty() {
-        let pollables: Vec<Pollable> = pending
-            .iter()
-            .map(|(_, f)| f.listen_to_future_get_or_set_result())
-            .collect();
-        let ready = poll(&pollables.iter().collect::<Vec<_>>());
-        drop(pollables); // a pollable must go before its future
-        let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
-        ready.sort_unstable_by(|a, b| b.cmp(a));
-        for i in ready {
-            let (k, future) = pending.swap_remove(i);
-            let entry = future
-                .future_get_or_set_result_get()
-                .expect("ready after poll")
-                .unwrap_or_else(|err| fail(&format!("get-or-set {}: {}", keys[k], err.trace())));
-            let tally = &mut tallies[k];
-            match entry {
-                GetOrSetEntry::Vacant(vacancy) => {
-                    // This caller holds the vacancy: compute once, fill, and the waiters wake.
+    // Every caller's get_or_set is issued in the first pass over the futures, before any
+    // compute runs (a compute yields once first): they all meet in the rendezvous.
+    let tallies: Vec<RefCell<Tally>> = keys.iter().map(|_| RefCell::default()).collect();
+    let calls = (0..callers).flat_map(|_| 0..keys.len()).map(|k| {
+        let (key, tally) = (&keys[k], &tallies[k]);
+        async move {
+            let computed = std::cell::Cell::new(false);
+            let bytes = cache
+                .get_or_set(key, None, || async {
+                    yield_once().await;
+                    computed.set(true);
                     let start = Instant::now();
                     let value = nth_prime(NTH_PRIMES[k]);
+                    let mut tally = tally.borrow_mut();
                     tally.compute_time += start.elapsed();
                     tally.computations += 1;
-                    tally.value = Some(value);
-                    vacancy
-                        .vacancy_fill(None)
-                        .outgoing_value_write_body_sync(value.to_string().as_bytes())
-                        .unwrap_or_else(|err| fail(&format!("fill {}: {}", keys[k], err.trace())));
-                }
-                GetOrSetEntry::Occupied(value) => {
-                    let value = decode(&keys[k], &value);
-                    if tally.value.is_some_and(|v| v != value) {
-                        fail(&format!("{} resolved to two values", keys[k]));
-                    }
-                    tally.value = Some(value);
-                    tally.waited += 1;
-                }
+                    Ok::<_, Error>(value.to_string().into_bytes())
+                })
+                .await
+                .unwrap_or_else(|err| fail(&format!("get-or-set {key}: {err}")));
+            let value = decode(key, &bytes);
+            let mut tally = tally.borrow_mut();
+            if tally.value.is_some_and(|v| v != value) {
+                fail(&format!("{key} resolved to two values"));
+            }
+            tally.value = Some(value);
+            if !computed.get() {
+                tally.waited += 1;
             }
         }
-    }
+    });
+    join_all(calls).await;
+    let tallies: Vec<Tally> = tallies.into_iter().map(RefCell::into_inner).collect();
 
     for (key, tally) in keys.iter().zip(&tallies) {
         println!(
@@ -106,14 +93,14 @@ fn main() {
 
     // The values are cached now: plain gets hit, without computing anything.
     for key in &keys {
-        match get(key) {
+        match get(cache, key).await {
             Some(value) => println!("get {key}: hit ({value})"),
             None => fail(&format!("get {key}: miss right after the fill")),
         }
     }
     // Nobody computed this one: a miss.
     let missing = "nth-prime:1";
-    match get(missing) {
+    match get(cache, missing).await {
         None => println!("get {missing}: miss"),
         Some(value) => fail(&format!("get {missing}: unexpected hit ({value})")),
     }
@@ -129,25 +116,35 @@ fn main() {
     }
 }
 
-/// A plain `get`, waiting for its result.
-fn get(key: &str) -> Option<u64> {
-    let future = cache::get(key);
-    future.listen_to_future_get_result().block();
-    let value = future
-        .future_get_result_get()
-        .expect("ready after block")
-        .unwrap_or_else(|err| fail(&format!("get {key}: {}", err.trace())));
-    value.map(|v| decode(key, &v))
+/// A plain `get` of a number.
+async fn get(cache: Cache, key: &str) -> Option<u64> {
+    let value = cache
+        .get(key)
+        .await
+        .unwrap_or_else(|err| fail(&format!("get {key}: {err}")));
+    value.map(|bytes| decode(key, &bytes))
 }
 
-fn decode(key: &str, value: &IncomingValue) -> u64 {
-    let bytes = value
-        .incoming_value_consume_sync()
-        .unwrap_or_else(|err| fail(&format!("read {key}: {}", err.trace())));
-    std::str::from_utf8(&bytes)
+fn decode(key: &str, bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fail(&format!("{key} holds {bytes:?}, not a number")))
+}
+
+/// Lets every other ready future run once (here: issue its get_or_set) before going on.
+async fn yield_once() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// The n-th prime (1-based), by trial division: deliberately the slow way.

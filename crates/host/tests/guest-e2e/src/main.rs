@@ -41,6 +41,7 @@ fn main() {
         "hold-and-exit" => hold_and_exit(&args[2]),
         "stream-and-trap" => stream_and_trap(&args[2]),
         "wait-and-fill" => wait_and_fill(&args[2], &args[3]),
+        "hold-and-fill" => hold_and_fill(&args[2], &args[3]),
         "many" => many(&args[2], args[3].parse().unwrap(), &args[4]),
         "read" => read(&args[2]),
         "exit" => std::process::exit(args[2].parse().unwrap()),
@@ -537,6 +538,20 @@ fn hold_and_exit(key: &str) {
     say("exiting");
     std::mem::forget(vacancy);
     std::process::exit(0);
+}
+
+/// Takes the vacancy of `key`, says `holding`, waits for a line (or the end) on stdin, then fills
+/// it with `value` and says `filled`: another process can wait on the key meanwhile.
+fn hold_and_fill(key: &str, value: &str) {
+    let vacancy = expect_vacant(&cache::get_or_set(key));
+    say("holding");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    vacancy
+        .vacancy_fill(None)
+        .outgoing_value_write_body_sync(value.as_bytes())
+        .unwrap();
+    say("filled");
 }
 
 /// Waits on `key`'s rendezvous; fills it with `value` if handed the vacancy.

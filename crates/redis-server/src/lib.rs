@@ -1,14 +1,13 @@
-//! Test support: a private `redis-server` per test binary (or per test), on a free loopback port
-//! in a temp dir, without persistence, stopped on drop. Never the system's server on 6379.
+//! Test support shared by the Redis backend's and the CLI's tests (dev-only, never published): a
+//! private `redis-server` per test binary (or per test), on a free loopback port in a temp dir,
+//! without persistence, stopped on drop. Never the system's server on 6379.
 
-#![allow(dead_code)]
+#![deny(missing_docs)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use wasi_cache_redis::RedisConfig;
 
 /// A `redis-server` child process; killed (and its directory removed) on drop.
 pub struct RedisServer {
@@ -45,11 +44,6 @@ impl RedisServer {
     /// The server's URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A backend configuration for this server.
-    pub fn config(&self) -> RedisConfig {
-        RedisConfig::with_url(self.url())
     }
 
     /// Freezes (`SIGSTOP`, `true`) or thaws (`SIGCONT`, `false`) the server: while frozen it
@@ -142,8 +136,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port nobody listens on now (the OS picks it; never 6379 in practice).
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now (the OS picks it; never 6379).
+pub fn free_port() -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
         let port = listener.local_addr().expect("local address").port();

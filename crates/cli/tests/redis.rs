@@ -1,0 +1,428 @@
+//! `wasi-cache run --redis`: separate CLI processes sharing one private `redis-server` — a
+//! waiter in one process gets the value another process's holder fills, a `kill -9`ed holder's
+//! vacancy passes to a waiter within the vacancy timeout, namespaces stay apart across
+//! processes, and an unreachable server is one `error: …` line with exit code 2.
+//!
+//! Every child process is killed when its handle drops, and every wait has a deadline, so a bug
+//! fails a test instead of hanging it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasi_cache_guest_build as guest_build;
+use wasi_cache_redis_server::{RedisServer, free_port};
+
+/// Longest a process may take to start and reach its first output (it compiles the component).
+const STARTUP: Duration = Duration::from_secs(60);
+
+fn e2e_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| {
+        guest_build::build(
+            guest_build::GUEST_E2E,
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+        )
+    })
+}
+
+/// A running `wasi-cache` process: its stdout arrives line by line, its stderr is collected,
+/// its stdin stays open until [`Proc::send_line`] or drop. Killed on drop.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+/// How a [`Proc`] ended: its status, when it was seen ending, and its output.
+#[derive(Debug)]
+struct Ended {
+    status: ExitStatus,
+    at: Instant,
+    stdout: String,
+    stderr: String,
+}
+
+impl Proc {
+    /// Starts `wasi-cache run --redis URL ARGS… GUEST SCENARIO…`.
+    fn run(url: &str, options: &[&str], scenario: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
+            .args(["run", "--redis", url])
+            .args(options)
+            .arg(e2e_wasm())
+            .args(scenario)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run wasi-cache");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits (at most `limit`) for the stdout line `want`; panics with the output so far if
+    /// it does not come.
+    fn expect_line(&mut self, want: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line == want;
+                    self.stdout.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {want:?} line within {limit:?}: {:?}", self.stdout)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "stdout closed before {want:?}: {:?}, stderr {:?}",
+                        self.stdout,
+                        self.stderr.lock().unwrap()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Writes one line to the process's stdin.
+    fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Whether the process is still running.
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most `limit`) for the process to end; panics (killing it) if it does not.
+    fn wait(mut self, limit: Duration) -> Ended {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}: stdout {:?}",
+                self.stdout
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let at = Instant::now();
+        self.stdin.take();
+        // The process is gone: its pipes close, so the readers finish.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        let mut stdout = self.stdout.join("\n");
+        if !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        let stderr = std::mem::take(&mut *self.stderr.lock().unwrap());
+        Ended {
+            status,
+            at,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one scenario to its end (within a minute) and returns its output.
+fn run_to_end(url: &str, options: &[&str], scenario: &[&str]) -> Ended {
+    Proc::run(url, options, scenario).wait(STARTUP)
+}
+
+/// Sends one command to the Redis server at `port` (inline protocol) and returns its raw reply.
+fn redis_command(port: u16, command: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Waits until some client of the server at `port` subscribes to a channel: a get-or-set
+/// waiter subscribes to its key's channel before it waits (holders never subscribe).
+fn wait_for_a_waiter(port: u16, waiter: &mut Proc) {
+    let deadline = Instant::now() + STARTUP;
+    while redis_command(port, "PUBSUB CHANNELS *").starts_with("*0") {
+        assert!(waiter.running(), "the waiter ended without waiting");
+        assert!(Instant::now() < deadline, "the waiter never subscribed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_waiter_in_another_process_gets_the_holders_value() {
+    let server = RedisServer::start();
+    let url = format!("{}/0", server.url());
+    let mut holder = Proc::run(
+        &url,
+        &["--namespace", "shared"],
+        &["hold-and-fill", "k", "from-a"],
+    );
+    holder.expect_line("holding", STARTUP);
+
+    let mut waiter = Proc::run(
+        &url,
+        &["--namespace", "shared", "--stats"],
+        &["wait-and-fill", "k", "from-b"],
+    );
+    wait_for_a_waiter(server.port(), &mut waiter);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        waiter.running(),
+        "the waiter must stay pending while the holder holds"
+    );
+
+    let filling = Instant::now();
+    holder.send_line("fill");
+    holder.expect_line("filled", Duration::from_secs(10));
+    let holder = holder.wait(Duration::from_secs(10));
+    assert!(holder.status.success(), "{holder:#?}");
+
+    let waiter = waiter.wait(Duration::from_secs(10));
+    assert!(waiter.status.success(), "{waiter:#?}");
+    assert_eq!(waiter.stdout, "occupied from-a\ndone\n", "{waiter:#?}");
+    assert!(waiter.at > filling, "the waiter ended before the fill");
+    let stats = waiter.stderr.trim_end();
+    assert_eq!(waiter.stderr.lines().count(), 1, "{waiter:#?}");
+    for field in [
+        "wasi-cache stats: ",
+        " rendezvous=1 ",
+        " round_trips=",
+        " reconnects=0",
+    ] {
+        assert!(stats.contains(field), "{field:?} not in {stats}");
+    }
+}
+
+#[test]
+fn a_killed_holders_vacancy_passes_to_a_waiter_within_the_vacancy_timeout() {
+    const VACANCY: Duration = Duration::from_secs(2);
+    let server = RedisServer::start();
+    let url = server.url();
+    let options = ["--vacancy-timeout", "2s"];
+    let mut holder = Proc::run(&url, &options, &["hold-and-fill", "k", "from-a"]);
+    holder.expect_line("holding", STARTUP);
+    let claimed = Instant::now();
+
+    let mut waiter = Proc::run(&url, &options, &["wait-and-fill", "k", "from-b"]);
+    wait_for_a_waiter(server.port(), &mut waiter);
+    assert!(
+        claimed.elapsed() < VACANCY,
+        "the waiter took too long to start for this test to mean anything"
+    );
+    let killed = Instant::now();
+    drop(holder); // SIGKILL: the holder never releases its lock.
+
+    waiter.expect_line("vacant", VACANCY + Duration::from_secs(5));
+    let waited = killed.elapsed();
+    assert!(
+        waited <= VACANCY + Duration::from_secs(1),
+        "the waiter got the vacancy {waited:?} after the kill"
+    );
+    let waiter = waiter.wait(Duration::from_secs(10));
+    assert!(waiter.status.success(), "{waiter:#?}");
+    assert_eq!(waiter.stdout, "vacant\ndone\n", "{waiter:#?}");
+
+    let reader = run_to_end(&url, &[], &["read", "k"]);
+    assert_eq!(reader.stdout, "value from-b\ndone\n", "{reader:#?}");
+}
+
+#[test]
+fn a_trapped_holders_vacancy_is_released_at_exit() {
+    // With a 30 s vacancy timeout, only the release at exit lets the next caller in at once.
+    let server = RedisServer::start();
+    let url = server.url();
+    let options = ["--vacancy-timeout", "30s"];
+    let holder = run_to_end(&url, &options, &["hold-and-trap", "k"]);
+    assert_eq!(holder.status.code(), Some(1), "{holder:#?}");
+    assert!(holder.stdout.starts_with("holding\n"), "{holder:#?}");
+    let started = Instant::now();
+    let next = run_to_end(&url, &options, &["wait-and-fill", "k", "next"]);
+    assert_eq!(next.stdout, "vacant\ndone\n", "{next:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the lock outlived its holder: {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn namespaces_stay_apart_across_processes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let run = |namespace: &str, scenario: &[&str]| {
+        let ended = run_to_end(&url, &["--namespace", namespace], scenario);
+        assert!(ended.status.success(), "{ended:#?}");
+        ended.stdout
+    };
+    assert_eq!(run("a", &["wait-and-fill", "k", "in-a"]), "vacant\ndone\n");
+    assert_eq!(run("b", &["read", "k"]), "absent\ndone\n");
+    assert_eq!(run("b", &["wait-and-fill", "k", "in-b"]), "vacant\ndone\n");
+    // (`a:b`, `k`) and (`a`, `b:k`) would collide under a naive `ns:key` encoding.
+    assert_eq!(run("a:b", &["read", "k"]), "absent\ndone\n");
+    assert_eq!(
+        run("a", &["wait-and-fill", "b:k", "a-then-b:k"]),
+        "vacant\ndone\n"
+    );
+    assert_eq!(run("a:b", &["read", "k"]), "absent\ndone\n");
+    assert_eq!(
+        run("a:b", &["wait-and-fill", "k", "in-a:b"]),
+        "vacant\ndone\n"
+    );
+    assert_eq!(run("a", &["read", "k"]), "value in-a\ndone\n");
+    assert_eq!(run("a", &["read", "b:k"]), "value a-then-b:k\ndone\n");
+    assert_eq!(run("b", &["read", "k"]), "value in-b\ndone\n");
+    assert_eq!(run("a:b", &["read", "k"]), "value in-a:b\ndone\n");
+    // Another process in the same namespace sees the value: it is the shared cache.
+    assert_eq!(
+        run("a", &["wait-and-fill", "k", "again"]),
+        "occupied in-a\ndone\n"
+    );
+}
+
+#[test]
+fn host_scenarios_run_on_redis() {
+    let server = RedisServer::start();
+    for scenario in ["basic", "errors", "streams", "get-or-set", "futures"] {
+        let options = [
+            "--max-key-size",
+            "1KiB",
+            "--max-value-size",
+            "4KiB",
+            "--namespace",
+            "cli",
+        ];
+        let ended = run_to_end(&server.url(), &options, &[scenario]);
+        assert!(ended.status.success(), "{scenario}: {ended:#?}");
+        assert!(
+            ended.stdout.contains(&format!("ok {scenario}\n")) && ended.stdout.ends_with("done\n"),
+            "{scenario}: {ended:#?}"
+        );
+    }
+}
+
+/// Asserts that the run failed before running anything: exit code 2, one `error: ` line.
+fn assert_setup_error(ended: &Ended, needle: &str) {
+    assert_eq!(ended.status.code(), Some(2), "{ended:#?}");
+    assert!(ended.stdout.is_empty(), "{ended:#?}");
+    assert_eq!(
+        ended.stderr.lines().count(),
+        1,
+        "one line expected: {ended:#?}"
+    );
+    assert!(ended.stderr.starts_with("error: "), "{ended:#?}");
+    assert!(
+        ended.stderr.contains(needle),
+        "{needle:?} not in {ended:#?}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_one_error_line() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let started = Instant::now();
+    let ended = run_to_end(&url, &["--redis-timeout", "500ms"], &["read", "k"]);
+    assert_setup_error(&ended, &format!("cannot connect to Redis at {url}: "));
+    assert!(
+        ended.stderr.contains("is the server running?"),
+        "{ended:#?}"
+    );
+    assert!(!ended.stderr.contains("keeps reconnecting"), "{ended:#?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_server_is_one_error_line_within_the_redis_timeout() {
+    // Connections are accepted (by the kernel) but nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let started = Instant::now();
+    let ended = run_to_end(&url, &["--redis-timeout", "300ms"], &["read", "k"]);
+    assert_setup_error(&ended, "did not answer within 300ms");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
+
+#[test]
+fn bad_redis_options_are_one_error_line() {
+    let ended = run_to_end("http://:secret@127.0.0.1:1", &[], &["read", "k"]);
+    assert_setup_error(&ended, "invalid Redis URL");
+    assert!(!ended.stderr.contains("secret"), "{ended:#?}");
+    let ended = run_to_end("redis://:secret@127.0.0.1:1", &[], &["read", "k"]);
+    assert_setup_error(
+        &ended,
+        "cannot connect to Redis at redis://:***@127.0.0.1:1",
+    );
+    assert!(!ended.stderr.contains("secret"), "{ended:#?}");
+    let ended = run_to_end(
+        "redis://127.0.0.1:1",
+        &["--capacity", "1MiB"],
+        &["read", "k"],
+    );
+    assert_setup_error(&ended, "cannot be used with '--capacity <SIZE>'");
+}
