@@ -342,37 +342,30 @@ impl Store {
         while passes > 0 {
             passes -= 1;
             let small_target = self.capacity * SMALL_PERCENT / 100;
-            if self.small.len > 0 && (self.small.bytes > small_target || self.main.len == 0) {
-                let idx = self.small.head;
-                let meta = self.slab[idx as usize].meta();
-                if idx == protect || meta.freq() > 0 {
-                    // Seen again while on probation: promote to main.
-                    self.unlink(idx);
-                    self.slab[idx as usize].set_meta(Meta::new(meta.expires(), Queue::Free, 0));
-                    self.push_back(Queue::Main, idx);
-                    continue;
-                }
-                let hash = self.slab[idx as usize].hash(&self.hasher);
-                self.remember(hash);
-                self.remove_index(hash, idx);
-                return true;
-            }
-            if self.main.len == 0 {
-                return false;
-            }
-            let idx = self.main.head;
+            let from_small =
+                self.small.len > 0 && (self.small.bytes > small_target || self.main.len == 0);
+            let idx = match (from_small, self.main.len) {
+                (true, _) => self.small.head,
+                (false, 0) => return false,
+                (false, _) => self.main.head,
+            };
             let meta = self.slab[idx as usize].meta();
             if idx == protect || meta.freq() > 0 {
-                // Accessed since its last pass: another round, one step less frequent.
+                // Accessed since it was queued: promoted from probation with a fresh count, or
+                // given another round in main, one step less frequent.
+                let freq = if from_small {
+                    0
+                } else {
+                    meta.freq().saturating_sub(1)
+                };
                 self.unlink(idx);
-                let freq = meta.freq().saturating_sub(1);
                 self.slab[idx as usize].set_meta(Meta::new(meta.expires(), Queue::Free, freq));
                 self.push_back(Queue::Main, idx);
                 continue;
             }
-            // Unlike the paper, main's victims are remembered too: one that comes back soon
-            // re-enters main directly instead of competing in the small probation queue
-            // (measured: higher hit ratio on every trace in docs/benchmarks.md).
+            // Unlike the paper, main's victims are remembered too, not only the small queue's: one
+            // that comes back soon re-enters main directly instead of competing in the small
+            // probation queue (measured: higher hit ratio on every trace in docs/benchmarks.md).
             let hash = self.slab[idx as usize].hash(&self.hasher);
             self.remember(hash);
             self.remove_index(hash, idx);
