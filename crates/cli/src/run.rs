@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
-use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
+use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Config, Engine, Error, Result, Store, bail};
 use wasmtime_wasi::p2::bindings::CommandPre;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx};
 
 use crate::args::RunArgs;
 use crate::stats;
@@ -23,31 +23,6 @@ use crate::stats;
 const EXIT_USAGE: u8 = 2;
 /// Exit code of a component that trapped, or returned an error from `run`.
 const EXIT_FAILURE: u8 = 1;
-
-/// The store data of the component: its resource table, WASI context and cache context.
-struct State {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    cache: WasiCacheCtx,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiCacheView for State {
-    fn cache(&mut self) -> WasiCacheCtxView<'_> {
-        WasiCacheCtxView {
-            ctx: &self.cache,
-            table: &mut self.table,
-        }
-    }
-}
 
 /// How a run ended.
 enum Outcome {
@@ -209,7 +184,10 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
 }
 
 /// Loads and checks the component, links WASI and the cache, and makes its store.
-fn prepare(args: &RunArgs, backend: Arc<dyn Backend>) -> Result<(Store<State>, CommandPre<State>)> {
+fn prepare(
+    args: &RunArgs,
+    backend: Arc<dyn Backend>,
+) -> Result<(Store<WasiCacheState>, CommandPre<WasiCacheState>)> {
     let path = args.component();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_header(path, &bytes)?;
@@ -239,11 +217,7 @@ fn prepare(args: &RunArgs, backend: Arc<dyn Backend>) -> Result<(Store<State>, C
         .max_live_futures(args.max_live_futures)
         .memory_budget(args.memory_budget)
         .build();
-    let state = State {
-        table: ResourceTable::new(),
-        wasi: wasi_ctx(args),
-        cache,
-    };
+    let state = WasiCacheState::new(wasi_ctx(args), cache);
     Ok((Store::new(&engine, state), pre))
 }
 

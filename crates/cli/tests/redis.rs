@@ -304,6 +304,27 @@ fn a_trapped_holders_vacancy_is_released_at_exit() {
 }
 
 #[test]
+fn a_set_whose_future_was_dropped_at_exit_is_stored() {
+    // The component drops the `set`'s future and exits at once: the CLI lets the write reach
+    // Redis before the process ends.
+    let server = RedisServer::start();
+    let url = server.url();
+    for i in 0..3 {
+        let key = format!("k{i}");
+        let value = format!("fire-and-forget-{i}");
+        let setter = run_to_end(&url, &[], &["set-and-exit", &key, &value]);
+        assert!(setter.status.success(), "{setter:#?}");
+        assert_eq!(setter.stdout, "exiting\n", "{setter:#?}");
+        let reader = run_to_end(&url, &[], &["read", &key]);
+        assert_eq!(
+            reader.stdout,
+            format!("value {value}\ndone\n"),
+            "{reader:#?}"
+        );
+    }
+}
+
+#[test]
 fn namespaces_stay_apart_across_processes() {
     let server = RedisServer::start();
     let url = server.url();

@@ -4,7 +4,7 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 /// The repository's root (the workspace's folder).
@@ -55,41 +55,122 @@ pub const MEMO: Guest<'static> = Guest {
     features: &[],
 };
 
+/// The SDK example `examples/fanout`: concurrent lookups, a `get_or_set` hand-off, typed and
+/// streamed values; `fail-after MS KEY` and `take-over KEY` hand a vacancy between instances.
+pub const FANOUT: Guest<'static> = Guest {
+    manifest: "examples/fanout/Cargo.toml",
+    bin: "fanout",
+    features: &[],
+};
+
+/// The example depending on both golem-rust and the SDK (`examples/golem-compat`).
+pub const GOLEM_COMPAT: Guest<'static> = Guest {
+    manifest: "examples/golem-compat/Cargo.toml",
+    bin: "golem-compat",
+    features: &[],
+};
+
+/// Path of the guest SDK's manifest (`crates/guest`), relative to the repository root.
+pub const SDK_MANIFEST: &str = "crates/guest/Cargo.toml";
+
 /// Builds `guest` in release mode for `wasm32-wasip2` under `target_dir` (one folder per guest
 /// and feature set, so builds never race over one lock) and returns the component's path.
 ///
 /// Uses the `cargo` that runs the tests (`$CARGO`). Panics with a hint when the build fails.
 pub fn build(guest: Guest<'_>, target_dir: &Path) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let flavour = if guest.features.is_empty() {
-        guest.bin.to_owned()
-    } else {
-        format!("{}+{}", guest.bin, guest.features.join("+"))
-    };
-    let target_dir = target_dir.join("guests").join(flavour);
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
-        .arg("--manifest-path")
-        .arg(repo_root().join(guest.manifest))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS");
-    if !guest.features.is_empty() {
-        cmd.arg("--features").arg(guest.features.join(","));
-    }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|err| panic!("cannot run cargo to build {}: {err}", guest.manifest));
-    assert!(
-        status.success(),
-        "building {} failed (is the target installed? `rustup target add wasm32-wasip2`)",
-        guest.manifest
+    let target_dir = target_dir
+        .join("guests")
+        .join(flavour(guest.bin, guest.features));
+    let mut cmd = cargo(
+        &["build", "--release"],
+        guest.manifest,
+        guest.features,
+        &target_dir,
     );
+    run(&mut cmd, guest.manifest);
     target_dir
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", guest.bin))
+}
+
+/// Builds the integration tests of the guest SDK (`crates/guest/tests/*.rs`) for `wasm32-wasip2`
+/// with `features` (`cargo test --no-run`, debug, under `target_dir` like [`build`]) and returns
+/// the test components' paths, sorted; run each as a command component (`wasi-cache run
+/// TEST.wasm`). Every feature set shares one build folder (only the SDK differs between them;
+/// each set's artifacts have their own names), so a second set costs little.
+pub fn build_sdk_tests(features: &[&str], target_dir: &Path) -> Vec<PathBuf> {
+    let target_dir = target_dir.join("guests").join("sdk-tests");
+    let mut cmd = cargo(
+        &["test", "--no-run", "--message-format=json"],
+        SDK_MANIFEST,
+        features,
+        &target_dir,
+    );
+    let stdout = run(&mut cmd, SDK_MANIFEST);
+    // One JSON object per line; the integration tests' artifacts are `"kind":["test"]` with an
+    // `"executable"` (the library's own unit-test binary is `"kind":["lib"]`).
+    let mut tests: Vec<PathBuf> = stdout
+        .lines()
+        .filter(|line| {
+            line.starts_with(r#"{"reason":"compiler-artifact""#)
+                && line.contains(r#""kind":["test"]"#)
+        })
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(r#""executable":""#)?;
+            let (path, _) = rest.split_once('"')?;
+            Some(PathBuf::from(path))
+        })
+        .collect();
+    tests.sort();
+    assert!(
+        !tests.is_empty(),
+        "`cargo test --no-run` of {SDK_MANIFEST} reported no test executables"
+    );
+    tests
+}
+
+/// The build folder's name of a crate built with `features`.
+fn flavour(name: &str, features: &[&str]) -> String {
+    if features.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}+{}", features.join("+"))
+    }
+}
+
+/// `cargo ARGS --quiet --target wasm32-wasip2` for `manifest` (relative to the repository root)
+/// with `features`, into `target_dir`, with the host build's target dir and flags removed. Uses
+/// the `cargo` that runs the tests (`$CARGO`).
+fn cargo(args: &[&str], manifest: &str, features: &[&str], target_dir: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(args)
+        .args(["--quiet", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(repo_root().join(manifest))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS");
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
+    cmd
+}
+
+/// Runs `cmd` (one build at a time in this process, so builds never race over a lock) and
+/// returns its stdout; its stderr passes through. Panics with a hint when the build fails.
+fn run(cmd: &mut Command, manifest: &str) -> String {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let output = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run cargo to build {manifest}: {err}"));
+    assert!(
+        output.status.success(),
+        "building {manifest} failed (is the target installed? `rustup target add wasm32-wasip2`)"
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -9,7 +9,9 @@
 //!
 //! ## Embedding
 //! Give each [`Store`](wasmtime::Store) a [`WasiCacheCtx`] (the backend handle, the namespace,
-//! the limits), expose it with [`WasiCacheView`], and add the interfaces to your linker:
+//! the limits), expose it with [`WasiCacheView`], and add the interfaces to your linker. When a
+//! component needs WASI and the cache and nothing else, [`WasiCacheState`] is that store data
+//! ready-made; otherwise write your own, as here:
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -74,6 +76,7 @@ mod ctx;
 mod error;
 mod future;
 mod host;
+mod state;
 mod value;
 
 pub use ctx::{WasiCacheCtx, WasiCacheCtxBuilder, WasiCacheCtxView, WasiCacheView};
@@ -81,6 +84,7 @@ pub use error::CacheError;
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
+pub use state::WasiCacheState;
 pub use value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
 
 /// Bindings generated from the project's WIT (`wit/` at the repository root).

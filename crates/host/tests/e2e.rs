@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use wasi_cache_engine::{Config as CacheConfig, Limits, MemoryCache, Namespace};
 use wasi_cache_guest_build as guest_build;
-use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheView};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::Command as WasiCommand;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx};
 
 /// Which WIT the guest's bindings were generated from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,36 +38,11 @@ fn guest_wasm(wit: Wit) -> PathBuf {
     guest_build::build(guest, Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
-/// The store data of one guest instance.
-struct State {
-    table: ResourceTable,
-    wasi: WasiCtx,
-    cache: WasiCacheCtx,
-}
-
-impl WasiView for State {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiCacheView for State {
-    fn cache(&mut self) -> WasiCacheCtxView<'_> {
-        WasiCacheCtxView {
-            ctx: &self.cache,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// The engine, the compiled guest and the linker, shared by every test.
 struct Host {
     engine: Engine,
     component: Component,
-    linker: Linker<State>,
+    linker: Linker<WasiCacheState>,
 }
 
 fn host(wit: Wit) -> &'static Host {
@@ -148,6 +123,33 @@ fn start(cache: WasiCacheCtx, args: &[&str]) -> Running {
 }
 
 fn start_with(wit: Wit, cache: WasiCacheCtx, args: &[&str]) -> Running {
+    start_on(move || host(wit), cache, args)
+}
+
+/// The SDK example `examples/fanout` (a guest on wasi-cache-guest), compiled once.
+fn fanout_host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let wasm = guest_build::build(guest_build::FANOUT, Path::new(env!("CARGO_TARGET_TMPDIR")));
+        let engine = Engine::new(&Config::new()).unwrap();
+        let component = Component::from_file(&engine, wasm).unwrap();
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        wasi_cache_host::add_to_linker(&mut linker).unwrap();
+        Host {
+            engine,
+            component,
+            linker,
+        }
+    })
+}
+
+/// Starts an instance of the component of `host()` (compiled on first use, on the task).
+fn start_on(
+    host: impl FnOnce() -> &'static Host + Send + 'static,
+    cache: WasiCacheCtx,
+    args: &[&str],
+) -> Running {
     let stdout = MemoryOutputPipe::new(1 << 20);
     let mut argv = vec!["guest"];
     argv.extend_from_slice(args);
@@ -156,14 +158,10 @@ fn start_with(wit: Wit, cache: WasiCacheCtx, args: &[&str]) -> Running {
         .stdout(stdout.clone())
         .inherit_stderr()
         .build();
-    let state = State {
-        table: ResourceTable::new(),
-        wasi,
-        cache,
-    };
+    let state = WasiCacheState::new(wasi, cache);
     let pipe = stdout.clone();
     let task = tokio::spawn(async move {
-        let host = host(wit);
+        let host = host();
         let mut store = Store::new(&host.engine, state);
         let result = async {
             let command =
@@ -325,6 +323,57 @@ async fn exiting_holder_hands_vacancy_to_other_instance() {
     assert!(waiter.stdout.starts_with("vacant\n"), "{waiter:#?}");
     let stored = backend.get(&Namespace::new("e2e").unwrap(), b"x").unwrap();
     assert_eq!(stored.as_deref(), Some(&b"after-exit"[..]));
+}
+
+/// An SDK guest (`examples/fanout`) whose compute fails hands its vacancy to an instance
+/// waiting on the same key at once: with a 30 s vacancy timeout, only the hand-off is quick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_guest_failed_compute_hands_vacancy_to_other_instance() {
+    let backend = Arc::new(
+        MemoryCache::new(CacheConfig {
+            vacancy_timeout: Duration::from_secs(30),
+            ..CacheConfig::with_capacity(1 << 20)
+        })
+        .unwrap(),
+    );
+    let failing = start_on(fanout_host, ctx(&backend), &["fail-after", "500", "f"]);
+    failing
+        .wait_for("fail-after: holding the vacancy of \"f\" for 500 ms")
+        .await;
+    let started = Instant::now();
+    let taking_over = start_on(fanout_host, ctx(&backend), &["take-over", "f"]);
+    let failing = failing.finish().await;
+    assert_eq!(failing.exit, Ok(0), "{failing:#?}");
+    assert!(
+        failing
+            .stdout
+            .ends_with("fail-after: compute failed on purpose; the vacancy goes to a waiter\n"),
+        "{failing:#?}"
+    );
+    let taking_over = taking_over.finish().await;
+    assert_eq!(taking_over.exit, Ok(0), "{taking_over:#?}");
+    assert!(
+        taking_over
+            .stdout
+            .starts_with("take-over: handed the vacancy of \"f\" after ")
+            && taking_over
+                .stdout
+                .ends_with("take-over: \"f\" = \"filled by the take-over instance\"\n"),
+        "{taking_over:#?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The take-over instance waited in the rendezvous and was handed the vacancy.
+    let stats = backend.stats();
+    assert_eq!((stats.handoffs, stats.timeouts), (1, 0), "{stats:?}");
+    let stored = backend.get(&Namespace::new("e2e").unwrap(), b"f").unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(&b"filled by the take-over instance"[..])
+    );
 }
 
 /// 10,000 get-or-set futures on one key from four instances: one vacancy, 9,999 filled values.

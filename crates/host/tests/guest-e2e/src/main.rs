@@ -39,6 +39,7 @@ fn main() {
         "budget" => budget(),
         "hold-and-trap" => hold_and_trap(&args[2]),
         "hold-and-exit" => hold_and_exit(&args[2]),
+        "set-and-exit" => set_and_exit(&args[2], &args[3]),
         "stream-and-trap" => stream_and_trap(&args[2]),
         "wait-and-fill" => wait_and_fill(&args[2], &args[3]),
         "hold-and-fill" => hold_and_fill(&args[2], &args[3]),
@@ -537,6 +538,16 @@ fn hold_and_exit(key: &str) {
     std::thread::sleep(Duration::from_millis(300));
     say("exiting");
     std::mem::forget(vacancy);
+    std::process::exit(0);
+}
+
+/// Starts a `set` of `key` to `value`, drops its future (and the value) at once and exits: the
+/// write is fire-and-forget, so it is stored all the same.
+fn set_and_exit(key: &str, body: &str) {
+    let v = value(body.as_bytes());
+    drop(cache::set(key, &v, None));
+    drop(v);
+    say("exiting");
     std::process::exit(0);
 }
 

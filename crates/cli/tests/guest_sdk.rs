@@ -1,0 +1,367 @@
+//! The guest SDK (`crates/guest`) and its examples through the `wasi-cache` binary: the SDK's own
+//! test components (`crates/guest/tests/*.rs`, built once per feature set) pass on the embedded
+//! engine and on a private Redis; `examples/fanout` and `examples/golem-compat` run with
+//! `--stats`; and a vacancy whose compute failed right before its process exited reaches a
+//! waiter in another process at once, not after the vacancy timeout.
+//!
+//! Every child process is killed when its handle drops, and every wait has a deadline.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use wasi_cache_guest_build as guest_build;
+use wasi_cache_redis_server::RedisServer;
+
+/// Longest a process may take to start and reach its first output (it compiles the component).
+const STARTUP: Duration = Duration::from_secs(60);
+
+fn tmp() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The SDK's test components: without features, then with `json` (typed values as JSON).
+fn sdk_tests() -> &'static [PathBuf] {
+    static TESTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    TESTS.get_or_init(|| {
+        let mut tests = guest_build::build_sdk_tests(&[], tmp());
+        tests.extend(guest_build::build_sdk_tests(&["json"], tmp()));
+        tests
+    })
+}
+
+fn fanout_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_build::build(guest_build::FANOUT, tmp()))
+}
+
+fn golem_compat_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_build::build(guest_build::GOLEM_COMPAT, tmp()))
+}
+
+/// What one run of `wasi-cache` did.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn wasi_cache<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
+        .args(args)
+        .output()
+        .expect("cannot run wasi-cache");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The passed and failed counts of libtest's summary (`test result: ok. N passed; M failed; …`).
+fn summary(stdout: &str) -> Option<(u32, u32)> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("test result: "))?;
+    let count = |what: &str| -> Option<u32> {
+        let end = line.find(&format!(" {what}"))?;
+        let start = line[..end].rfind(' ')? + 1;
+        line[start..end].parse().ok()
+    };
+    Some((count("passed;")?, count("failed;")?))
+}
+
+/// Runs every SDK test component under `wasi-cache run OPTIONS`; each must exit 0 with
+/// `N passed; 0 failed`, N > 0. Returns the total of tests run.
+fn run_sdk_tests(options: &[&str]) -> u32 {
+    let mut total = 0;
+    for test in sdk_tests() {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
+        args.extend(options.iter().map(std::ffi::OsStr::new));
+        args.extend([test.as_os_str(), "--test-threads=1".as_ref()]);
+        let run = wasi_cache(args);
+        let name = test.file_name().unwrap().to_string_lossy();
+        assert_eq!(run.code, Some(0), "{name}: {run:#?}");
+        let (passed, failed) = summary(&run.stdout)
+            .unwrap_or_else(|| panic!("{name}: no libtest summary line: {run:#?}"));
+        assert!(passed > 0 && failed == 0, "{name}: {run:#?}");
+        total += passed;
+    }
+    total
+}
+
+#[test]
+fn summary_lines_parse() {
+    assert_eq!(
+        summary(
+            "x\n\ntest result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.98s\n"
+        ),
+        Some((12, 0))
+    );
+    assert_eq!(
+        summary("test result: FAILED. 3 passed; 1 failed; 0 ignored\n"),
+        Some((3, 1))
+    );
+    assert_eq!(summary("running 0 tests\n"), None);
+}
+
+#[test]
+fn sdk_tests_pass_on_the_embedded_engine() {
+    let total = run_sdk_tests(&[]);
+    // Two test files, each built without and with `json`.
+    assert_eq!(sdk_tests().len(), 4, "{:?}", sdk_tests());
+    assert!(total >= 4, "{total}");
+}
+
+#[test]
+fn sdk_tests_pass_on_redis() {
+    let server = RedisServer::start();
+    let url = format!("{}/0", server.url());
+    run_sdk_tests(&["--redis", &url]);
+}
+
+#[test]
+fn fanout_example_runs_under_the_cli() {
+    let run = wasi_cache([Path::new("run"), Path::new("--stats"), fanout_wasm()]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    for line in [
+        "hand-off: caller 2 was handed the vacancy and computes",
+        "hand-off: caller 1's compute failed: backend unavailable",
+        "hand-off: caller 2 got \"computed by caller 2\"",
+        "hand-off: caller 3 got \"computed by caller 2\"",
+        "typed: Profile { name: \"Ada\", visits: 3, tags: [\"admin\"] } round-tripped \
+         (postcard encoding)",
+        "done",
+    ] {
+        assert!(run.stdout.lines().any(|l| l == line), "{line:?}: {run:#?}");
+    }
+    for prefix in [
+        "fan-out: 64 concurrent sets, then 64/64 hits among 64 concurrent gets and 64/128 \
+         present among 128 concurrent exists, in ",
+        "typed: decode error as expected: cached value of \"not-a-profile\" does not decode",
+        "streamed: 16777216 bytes written and read back twice in ",
+    ] {
+        assert!(
+            run.stdout.lines().any(|l| l.starts_with(prefix)),
+            "{prefix:?}: {run:#?}"
+        );
+    }
+    let stats = run.stderr.trim_end();
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+    assert!(stats.starts_with("wasi-cache stats: "), "{run:#?}");
+    for field in [" rendezvous=2 ", " handoffs=1 ", " timeouts=0 "] {
+        assert!(stats.contains(field), "{field:?} not in {stats}");
+    }
+}
+
+#[test]
+fn golem_compat_example_runs_under_the_cli() {
+    let run = wasi_cache([Path::new("run"), Path::new("--stats"), golem_compat_wasm()]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(
+        run.stdout, "golem-compat: \"computed once\" (golem-rust and the SDK in one component)\n",
+        "{run:#?}"
+    );
+    let stats = run.stderr.trim_end();
+    for field in ["wasi-cache stats: hits=1 ", " inserts=1 ", " entries=1 "] {
+        assert!(stats.contains(field), "{field:?} not in {stats}");
+    }
+}
+
+/// A running `wasi-cache run --redis URL --vacancy-timeout 30s fanout.wasm ARGS…`, its stdout
+/// line by line. Killed on drop.
+struct Fanout {
+    child: Child,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+}
+
+/// How a [`Fanout`] process ended, and when that was seen.
+#[derive(Debug)]
+struct Ended {
+    code: Option<i32>,
+    at: Instant,
+    stdout: Vec<String>,
+    stderr: String,
+}
+
+impl Fanout {
+    fn start(url: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
+            .args(["run", "--redis", url, "--vacancy-timeout", "30s"])
+            .arg(fanout_wasm())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run wasi-cache");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// Waits (at most [`STARTUP`]) for the stdout line `want`.
+    fn expect_line(&mut self, want: &str) {
+        let deadline = Instant::now() + STARTUP;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.stdout.push(line);
+            if self.stdout.last().unwrap() == want {
+                return;
+            }
+        }
+        panic!("no {want:?} line within {STARTUP:?}: {:?}", self.stdout);
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most `limit`) for the process to end.
+    fn wait(mut self, limit: Duration) -> Ended {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}: {:?}",
+                self.stdout
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let at = Instant::now();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        let mut stderr = String::new();
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr);
+        Ended {
+            code: status.code(),
+            at,
+            stdout: std::mem::take(&mut self.stdout),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether some client of the server at `port` subscribes to a channel: a get-or-set waiter
+/// subscribes to its key's channel before it waits (holders never subscribe).
+fn someone_waits(port: u16) -> bool {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"PUBSUB CHANNELS *\r\n").unwrap();
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf).unwrap();
+    !buf[..n].starts_with(b"*0")
+}
+
+/// The take-over instance's lines once it was handed the vacancy of `key`.
+fn assert_took_over(ended: &Ended, key: &str) {
+    assert_eq!(ended.code, Some(0), "{ended:#?}");
+    assert!(ended.stderr.is_empty(), "{ended:#?}");
+    let handed = format!("take-over: handed the vacancy of {key:?} after ");
+    assert!(
+        ended.stdout.len() == 2 && ended.stdout[0].starts_with(&handed),
+        "{ended:#?}"
+    );
+    assert_eq!(
+        ended.stdout[1],
+        format!("take-over: {key:?} = \"filled by the take-over instance\""),
+        "{ended:#?}"
+    );
+}
+
+/// The failed compute's instance exits right after its compute fails: the release of its
+/// vacancy still reaches Redis, and wakes the instance waiting in another process at once
+/// (with a 30 s vacancy timeout, a lost release would keep it waiting 30 s).
+#[test]
+fn a_failed_compute_hands_the_vacancy_to_another_process_at_once() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut failing = Fanout::start(&url, &["fail-after", "3000", "k"]);
+    failing.expect_line("fail-after: holding the vacancy of \"k\" for 3000 ms");
+    let mut taking_over = Fanout::start(&url, &["take-over", "k"]);
+    while !someone_waits(server.port()) {
+        assert!(taking_over.running(), "the take-over instance did not wait");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        failing.running(),
+        "the compute failed before the other instance waited: the test means nothing"
+    );
+    let failed = failing.wait(Duration::from_secs(10));
+    assert_eq!(failed.code, Some(0), "{failed:#?}");
+    assert_eq!(
+        failed.stdout[1], "fail-after: compute failed on purpose; the vacancy goes to a waiter",
+        "{failed:#?}"
+    );
+    let took_over = taking_over.wait(Duration::from_secs(10));
+    assert_took_over(&took_over, "k");
+    let after = took_over.at - failed.at;
+    assert!(
+        after < Duration::from_secs(5),
+        "the waiter got the vacancy {after:?} after the holder exited"
+    );
+}
+
+/// The same with nobody waiting yet: the release reaches Redis before the process ends, so
+/// the next process finds the key free.
+#[test]
+fn a_failed_compute_releases_its_vacancy_before_the_process_ends() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let failed = Fanout::start(&url, &["fail-after", "0", "k"]).wait(STARTUP);
+    assert_eq!(failed.code, Some(0), "{failed:#?}");
+    assert_eq!(failed.stdout.len(), 2, "{failed:#?}");
+    let started = Instant::now();
+    let took_over = Fanout::start(&url, &["take-over", "k"]).wait(Duration::from_secs(20));
+    assert_took_over(&took_over, "k");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the vacancy outlived its holder: {:?}",
+        started.elapsed()
+    );
+}
