@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
@@ -47,12 +46,11 @@ pub fn main(args: &RunArgs) -> ExitCode {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
     };
-    // The tasks that live as long as the backend (Redis: its connection and pub/sub drivers).
-    let idle_tasks = runtime.metrics().num_alive_tasks();
     let outcome = runtime.block_on(run(args, backend.clone()));
-    if args.redis.is_some() {
-        runtime.block_on(settle(&runtime, idle_tasks, args.redis_timeout));
-    }
+    // Lets the backend calls the component left behind finish before the runtime stops: the
+    // release of a vacancy it held when it exited or trapped (so a waiter elsewhere need not
+    // wait for the vacancy timeout) and writes whose futures it dropped.
+    runtime.block_on(backend.settle(args.redis_timeout));
     // Backend calls of futures the component left behind must not outlive the report.
     drop(runtime);
     if args.stats && !matches!(outcome, Outcome::Setup(_)) {
@@ -69,18 +67,6 @@ pub fn main(args: &RunArgs) -> ExitCode {
             );
             ExitCode::from(EXIT_FAILURE)
         }
-    }
-}
-
-/// Lets the backend calls the component left behind reach Redis before the runtime stops (the
-/// release of a vacancy it held when it exited or trapped, so a waiter elsewhere need not wait
-/// for the vacancy timeout; a `set` whose future it dropped): waits until no more tasks are
-/// alive than before the component ran, at most `limit`.
-async fn settle(runtime: &tokio::runtime::Runtime, idle_tasks: usize, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while runtime.metrics().num_alive_tasks() > idle_tasks && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

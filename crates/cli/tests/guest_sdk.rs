@@ -6,22 +6,15 @@
 //!
 //! Every child process is killed when its handle drops, and every wait has a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use wasi_cache_guest_build as guest_build;
 use wasi_cache_redis_server::RedisServer;
-
-/// Longest a process may take to start and reach its first output (it compiles the component).
-const STARTUP: Duration = Duration::from_secs(60);
-
-fn tmp() -> &'static Path {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-}
 
 /// The SDK's test components: without features, then with `json` (typed values as JSON).
 fn sdk_tests() -> &'static [PathBuf] {
@@ -41,34 +34,6 @@ fn fanout_wasm() -> &'static Path {
 fn golem_compat_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| guest_build::build(guest_build::GOLEM_COMPAT, tmp()))
-}
-
-/// What one run of `wasi-cache` did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn wasi_cache<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<std::ffi::OsStr>,
-{
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
-        .args(args)
-        .output()
-        .expect("cannot run wasi-cache");
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
 }
 
 /// The passed and failed counts of libtest's summary (`test result: ok. N passed; M failed; …`).
@@ -182,133 +147,24 @@ fn golem_compat_example_runs_under_the_cli() {
     }
 }
 
-/// A running `wasi-cache run --redis URL --vacancy-timeout 30s fanout.wasm ARGS…`, its stdout
-/// line by line. Killed on drop.
-struct Fanout {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-}
-
-/// How a [`Fanout`] process ended, and when that was seen.
-#[derive(Debug)]
-struct Ended {
-    code: Option<i32>,
-    at: Instant,
-    stdout: Vec<String>,
-    stderr: String,
-}
-
-impl Fanout {
-    fn start(url: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
-            .args(["run", "--redis", url, "--vacancy-timeout", "30s"])
-            .arg(fanout_wasm())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run wasi-cache");
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            stdout: Vec::new(),
-        }
-    }
-
-    /// Waits (at most [`STARTUP`]) for the stdout line `want`.
-    fn expect_line(&mut self, want: &str) {
-        let deadline = Instant::now() + STARTUP;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.stdout.push(line);
-            if self.stdout.last().unwrap() == want {
-                return;
-            }
-        }
-        panic!("no {want:?} line within {STARTUP:?}: {:?}", self.stdout);
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits (at most `limit`) for the process to end.
-    fn wait(mut self, limit: Duration) -> Ended {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}: {:?}",
-                self.stdout
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let at = Instant::now();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.stdout.push(line);
-        }
-        let mut stderr = String::new();
-        let _ = self
-            .child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr);
-        Ended {
-            code: status.code(),
-            at,
-            stdout: std::mem::take(&mut self.stdout),
-            stderr,
-        }
-    }
-}
-
-impl Drop for Fanout {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether some client of the server at `port` subscribes to a channel: a get-or-set waiter
-/// subscribes to its key's channel before it waits (holders never subscribe).
-fn someone_waits(port: u16) -> bool {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"PUBSUB CHANNELS *\r\n").unwrap();
-    let mut buf = [0u8; 256];
-    let n = stream.read(&mut buf).unwrap();
-    !buf[..n].starts_with(b"*0")
+/// Starts `wasi-cache run --redis URL --vacancy-timeout 30s fanout.wasm ARGS…`.
+fn fanout(url: &str, args: &[&str]) -> Proc {
+    let wasm = fanout_wasm().to_string_lossy();
+    let head = ["run", "--redis", url, "--vacancy-timeout", "30s", &*wasm];
+    Proc::spawn(head.iter().chain(args))
 }
 
 /// The take-over instance's lines once it was handed the vacancy of `key`.
 fn assert_took_over(ended: &Ended, key: &str) {
-    assert_eq!(ended.code, Some(0), "{ended:#?}");
+    assert_eq!(ended.status.code(), Some(0), "{ended:#?}");
     assert!(ended.stderr.is_empty(), "{ended:#?}");
     let handed = format!("take-over: handed the vacancy of {key:?} after ");
     assert!(
-        ended.stdout.len() == 2 && ended.stdout[0].starts_with(&handed),
+        ended.lines().len() == 2 && ended.lines()[0].starts_with(&handed),
         "{ended:#?}"
     );
     assert_eq!(
-        ended.stdout[1],
+        ended.lines()[1],
         format!("take-over: {key:?} = \"filled by the take-over instance\""),
         "{ended:#?}"
     );
@@ -321,9 +177,12 @@ fn assert_took_over(ended: &Ended, key: &str) {
 fn a_failed_compute_hands_the_vacancy_to_another_process_at_once() {
     let server = RedisServer::start();
     let url = server.url();
-    let mut failing = Fanout::start(&url, &["fail-after", "3000", "k"]);
-    failing.expect_line("fail-after: holding the vacancy of \"k\" for 3000 ms");
-    let mut taking_over = Fanout::start(&url, &["take-over", "k"]);
+    let mut failing = fanout(&url, &["fail-after", "3000", "k"]);
+    failing.expect_line(
+        "fail-after: holding the vacancy of \"k\" for 3000 ms",
+        STARTUP,
+    );
+    let mut taking_over = fanout(&url, &["take-over", "k"]);
     while !someone_waits(server.port()) {
         assert!(taking_over.running(), "the take-over instance did not wait");
         std::thread::sleep(Duration::from_millis(10));
@@ -333,9 +192,10 @@ fn a_failed_compute_hands_the_vacancy_to_another_process_at_once() {
         "the compute failed before the other instance waited: the test means nothing"
     );
     let failed = failing.wait(Duration::from_secs(10));
-    assert_eq!(failed.code, Some(0), "{failed:#?}");
+    assert_eq!(failed.status.code(), Some(0), "{failed:#?}");
     assert_eq!(
-        failed.stdout[1], "fail-after: compute failed on purpose; the vacancy goes to a waiter",
+        failed.lines()[1],
+        "fail-after: compute failed on purpose; the vacancy goes to a waiter",
         "{failed:#?}"
     );
     let took_over = taking_over.wait(Duration::from_secs(10));
@@ -353,11 +213,11 @@ fn a_failed_compute_hands_the_vacancy_to_another_process_at_once() {
 fn a_failed_compute_releases_its_vacancy_before_the_process_ends() {
     let server = RedisServer::start();
     let url = server.url();
-    let failed = Fanout::start(&url, &["fail-after", "0", "k"]).wait(STARTUP);
-    assert_eq!(failed.code, Some(0), "{failed:#?}");
-    assert_eq!(failed.stdout.len(), 2, "{failed:#?}");
+    let failed = fanout(&url, &["fail-after", "0", "k"]).wait(STARTUP);
+    assert_eq!(failed.status.code(), Some(0), "{failed:#?}");
+    assert_eq!(failed.lines().len(), 2, "{failed:#?}");
     let started = Instant::now();
-    let took_over = Fanout::start(&url, &["take-over", "k"]).wait(Duration::from_secs(20));
+    let took_over = fanout(&url, &["take-over", "k"]).wait(Duration::from_secs(20));
     assert_took_over(&took_over, "k");
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -6,19 +6,15 @@
 //! Every child process is killed when its handle drops, and every wait has a deadline, so a bug
 //! fails a test instead of hanging it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use wasi_cache_guest_build as guest_build;
 use wasi_cache_redis_server::{RedisServer, free_port};
-
-/// Longest a process may take to start and reach its first output (it compiles the component).
-const STARTUP: Duration = Duration::from_secs(60);
 
 fn e2e_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
@@ -30,169 +26,17 @@ fn e2e_wasm() -> &'static Path {
     })
 }
 
-/// A running `wasi-cache` process: its stdout arrives line by line, its stderr is collected,
-/// its stdin stays open until [`Proc::send_line`] or drop. Killed on drop.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
-}
-
-/// How a [`Proc`] ended: its status, when it was seen ending, and its output.
-#[derive(Debug)]
-struct Ended {
-    status: ExitStatus,
-    at: Instant,
-    stdout: String,
-    stderr: String,
-}
-
-impl Proc {
-    /// Starts `wasi-cache run --redis URL ARGS… GUEST SCENARIO…`.
-    fn run(url: &str, options: &[&str], scenario: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
-            .args(["run", "--redis", url])
-            .args(options)
-            .arg(e2e_wasm())
-            .args(scenario)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot run wasi-cache");
-        let (tx, lines) = channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        let stderr_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            sink.lock().unwrap().push_str(&text);
-        });
-        Self {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stdout: Vec::new(),
-            stderr,
-            stderr_reader: Some(stderr_reader),
-        }
-    }
-
-    /// Waits (at most `limit`) for the stdout line `want`; panics with the output so far if
-    /// it does not come.
-    fn expect_line(&mut self, want: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line == want;
-                    self.stdout.push(line);
-                    if found {
-                        return;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {want:?} line within {limit:?}: {:?}", self.stdout)
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    panic!(
-                        "stdout closed before {want:?}: {:?}, stderr {:?}",
-                        self.stdout,
-                        self.stderr.lock().unwrap()
-                    )
-                }
-            }
-        }
-    }
-
-    /// Writes one line to the process's stdin.
-    fn send_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Whether the process is still running.
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Waits (at most `limit`) for the process to end; panics (killing it) if it does not.
-    fn wait(mut self, limit: Duration) -> Ended {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {limit:?}: stdout {:?}",
-                self.stdout
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let at = Instant::now();
-        self.stdin.take();
-        // The process is gone: its pipes close, so the readers finish.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.stdout.push(line);
-        }
-        if let Some(reader) = self.stderr_reader.take() {
-            reader.join().unwrap();
-        }
-        let mut stdout = self.stdout.join("\n");
-        if !stdout.is_empty() {
-            stdout.push('\n');
-        }
-        let stderr = std::mem::take(&mut *self.stderr.lock().unwrap());
-        Ended {
-            status,
-            at,
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `wasi-cache run --redis URL OPTIONS… GUEST SCENARIO…`.
+fn start(url: &str, options: &[&str], scenario: &[&str]) -> Proc {
+    let e2e = e2e_wasm().to_string_lossy();
+    let head = ["run", "--redis", url];
+    let guest = [&*e2e];
+    Proc::spawn(head.iter().chain(options).chain(&guest).chain(scenario))
 }
 
 /// Runs one scenario to its end (within a minute) and returns its output.
 fn run_to_end(url: &str, options: &[&str], scenario: &[&str]) -> Ended {
-    Proc::run(url, options, scenario).wait(STARTUP)
-}
-
-/// Sends one command to the Redis server at `port` (inline protocol) and returns its raw reply.
-fn redis_command(port: u16, command: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream
-        .write_all(format!("{command}\r\n").as_bytes())
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = stream.read(&mut buf).unwrap();
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    start(url, options, scenario).wait(STARTUP)
 }
 
 /// Waits until some client of the server at `port` subscribes to a channel: a get-or-set
@@ -210,14 +54,14 @@ fn wait_for_a_waiter(port: u16, waiter: &mut Proc) {
 fn a_waiter_in_another_process_gets_the_holders_value() {
     let server = RedisServer::start();
     let url = format!("{}/0", server.url());
-    let mut holder = Proc::run(
+    let mut holder = start(
         &url,
         &["--namespace", "shared"],
         &["hold-and-fill", "k", "from-a"],
     );
     holder.expect_line("holding", STARTUP);
 
-    let mut waiter = Proc::run(
+    let mut waiter = start(
         &url,
         &["--namespace", "shared", "--stats"],
         &["wait-and-fill", "k", "from-b"],
@@ -257,11 +101,11 @@ fn a_killed_holders_vacancy_passes_to_a_waiter_within_the_vacancy_timeout() {
     let server = RedisServer::start();
     let url = server.url();
     let options = ["--vacancy-timeout", "2s"];
-    let mut holder = Proc::run(&url, &options, &["hold-and-fill", "k", "from-a"]);
+    let mut holder = start(&url, &options, &["hold-and-fill", "k", "from-a"]);
     holder.expect_line("holding", STARTUP);
     let claimed = Instant::now();
 
-    let mut waiter = Proc::run(&url, &options, &["wait-and-fill", "k", "from-b"]);
+    let mut waiter = start(&url, &options, &["wait-and-fill", "k", "from-b"]);
     wait_for_a_waiter(server.port(), &mut waiter);
     assert!(
         claimed.elapsed() < VACANCY,

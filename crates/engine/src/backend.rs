@@ -44,6 +44,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The value for `key`, or the one [`Vacancy`] concurrent callers rendezvous on.
     async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet>;
 
+    /// Waits, at most `limit`, until work the backend still does for callers that no longer wait
+    /// on it is done: writes whose futures were dropped, releases of abandoned vacancies. Call
+    /// it before shutting down. Backends that finish such work at once (the memory engine) return
+    /// at once.
+    async fn settle(&self, limit: Duration) {
+        let _ = limit;
+    }
+
     /// A snapshot of the backend's counters.
     fn stats(&self) -> Stats;
 

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +41,24 @@ pub(crate) struct Inner {
     pub(crate) counters: Arc<Counters>,
     pub(crate) config: RedisConfig,
     runtime: Handle,
+    /// Commands under way, and abandoned vacancies not yet released: what `settle` waits for.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one piece of work in [`Inner::in_flight`] while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The answer of the claim script.
@@ -87,6 +106,7 @@ impl RedisBackend {
                 counters,
                 config,
                 runtime: Handle::current(),
+                in_flight: Arc::new(AtomicUsize::new(0)),
             }),
         })
     }
@@ -108,6 +128,7 @@ impl RedisBackend {
 impl Inner {
     /// Runs one Redis command (one round trip), bounded by the op timeout.
     async fn op<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        let _in_flight = InFlight::enter(&self.in_flight);
         Counters::bump(&self.counters.round_trips);
         let limit = self.config.op_timeout;
         let outcome = tokio::time::timeout(limit, fut).await;
@@ -304,6 +325,15 @@ impl Backend for RedisBackend {
         self.inner.get_or_set(Keys::new(ns, key)).await
     }
 
+    async fn settle(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.inner.in_flight.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
     }
@@ -369,8 +399,11 @@ impl Drop for RedisVacancy {
         let inner = self.inner.clone();
         let keys = self.keys.clone();
         let token = std::mem::take(&mut self.token);
+        // Counted from now, not from the task's first poll, so `settle` cannot miss it.
+        let in_flight = InFlight::enter(&self.inner.in_flight);
         self.inner.runtime.spawn(async move {
             inner.abandon(&keys, &token).await;
+            drop(in_flight);
         });
     }
 }

@@ -1,0 +1,224 @@
+//! What the CLI's integration tests share: running `wasi-cache` to its end ([`wasi_cache`]) or
+//! in the background ([`Proc`]), scratch space, and talking to a test Redis server directly.
+// Each test file compiles this module on its own and uses a part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest a process may take to start and reach its first output (it compiles the component).
+pub const STARTUP: Duration = Duration::from_secs(60);
+
+/// Scratch space of this test run (cargo's temporary directory for integration tests).
+pub fn tmp() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// What one run of `wasi-cache` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `wasi-cache ARGS…` to its end.
+pub fn wasi_cache<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
+        .args(args)
+        .output()
+        .expect("cannot run wasi-cache");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A running `wasi-cache` process: its stdout arrives line by line, its stderr is collected,
+/// its stdin stays open until [`Proc::send_line`] or drop. Killed on drop.
+pub struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<JoinHandle<()>>,
+}
+
+/// How a [`Proc`] ended: its status, when it was seen ending, and its output.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: ExitStatus,
+    pub at: Instant,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Proc {
+    /// Starts `wasi-cache ARGS…`.
+    pub fn spawn<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wasi-cache"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run wasi-cache");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        let stderr_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stdout: Vec::new(),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        }
+    }
+
+    /// Waits (at most `limit`) for the stdout line `want`; panics with the output so far if
+    /// it does not come.
+    pub fn expect_line(&mut self, want: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line == want;
+                    self.stdout.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {want:?} line within {limit:?}: {:?}", self.stdout)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "stdout closed before {want:?}: {:?}, stderr {:?}",
+                        self.stdout,
+                        self.stderr.lock().unwrap()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Writes one line to the process's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most `limit`) for the process to end; panics (killing it) if it does not.
+    pub fn wait(mut self, limit: Duration) -> Ended {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {limit:?}: stdout {:?}",
+                self.stdout
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let at = Instant::now();
+        self.stdin.take();
+        // The process is gone: its pipes close, so the readers finish.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.stdout.push(line);
+        }
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        let mut stdout = self.stdout.join("\n");
+        if !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        let stderr = std::mem::take(&mut *self.stderr.lock().unwrap());
+        Ended {
+            status,
+            at,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one command to the Redis server at `port` (inline protocol) and returns its raw reply.
+pub fn redis_command(port: u16, command: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Whether some client of the server at `port` subscribes to a channel: a get-or-set waiter
+/// subscribes to its key's channel before it waits (holders never subscribe).
+pub fn someone_waits(port: u16) -> bool {
+    !redis_command(port, "PUBSUB CHANNELS *").starts_with("*0")
+}
+
+impl Ended {
+    /// The stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
