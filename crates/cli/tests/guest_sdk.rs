@@ -84,6 +84,15 @@ fn summary_lines_parse() {
     assert_eq!(summary("running 0 tests\n"), None);
 }
 
+/// The SDK's crate-level example compiles for `wasm32-wasip2` (a `no_run` doc test).
+#[test]
+fn sdk_doc_example_compiles() {
+    let runner = format!("{} run", env!("CARGO_BIN_EXE_wasi-cache"));
+    let output = guest_build::check_sdk_doctests(&runner, tmp());
+    let (passed, failed) = summary(&output).expect("no doctest summary");
+    assert!(passed >= 1 && failed == 0, "{output}");
+}
+
 #[test]
 fn sdk_tests_pass_on_the_embedded_engine() {
     let total = run_sdk_tests(&[]);

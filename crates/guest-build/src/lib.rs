@@ -129,6 +129,16 @@ pub fn build_sdk_tests(features: &[&str], target_dir: &Path) -> Vec<PathBuf> {
     tests
 }
 
+/// Compiles the SDK's documentation examples for `wasm32-wasip2` (they are `no_run`: compiled,
+/// not run), running the merged doctest binary with `runner` (e.g. `wasi-cache run`); returns
+/// cargo's output, which names every example compiled.
+pub fn check_sdk_doctests(runner: &str, target_dir: &Path) -> String {
+    let target_dir = target_dir.join("guests").join("sdk-tests");
+    let mut cmd = cargo(&["test", "--doc"], SDK_MANIFEST, &[], &target_dir);
+    cmd.env("CARGO_TARGET_WASM32_WASIP2_RUNNER", runner);
+    run(&mut cmd, SDK_MANIFEST)
+}
+
 /// The build folder's name of a crate built with `features`.
 fn flavour(name: &str, features: &[&str]) -> String {
     if features.is_empty() {
