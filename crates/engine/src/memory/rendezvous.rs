@@ -96,6 +96,14 @@ impl Core {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Makes a new holder of `pending`'s vacancy: a fresh token (so the old holder's drop does
+    /// nothing) and a fresh deadline. Returns the token.
+    fn reassign(&self, pending: &mut Pending, now: Instant) -> u64 {
+        pending.token = self.new_token();
+        pending.deadline = now + self.vacancy_timeout;
+        pending.token
+    }
+
     /// Joins or opens the rendezvous for a missing key; runs under the shard's write lock.
     pub(super) fn claim(
         &self,
@@ -109,9 +117,7 @@ impl Core {
             Some(p) if now >= p.deadline => {
                 // Nobody took over from the holder in time: the late-comer does.
                 self.counters.bump(Counter::Timeouts);
-                p.token = self.new_token();
-                p.deadline = now + self.vacancy_timeout;
-                Claim::Vacant(p.token)
+                Claim::Vacant(self.reassign(p, now))
             }
             Some(p) => {
                 self.counters.bump(Counter::RendezvousWaits);
@@ -170,10 +176,9 @@ impl Core {
             return;
         }
         while let Some(waiter) = pending.waiters.pop_front() {
-            let next = self.new_token();
+            // Under the shard lock: if this waiter left already, the next one gets a fresh token.
+            let next = self.reassign(pending, Instant::now());
             if waiter.resolve(WaitState::Vacant(next)) {
-                pending.token = next;
-                pending.deadline = Instant::now() + self.vacancy_timeout;
                 self.counters.bump(Counter::Handoffs);
                 return;
             }
@@ -284,10 +289,8 @@ impl Core {
                 Some(p) if now >= p.deadline => {
                     *waiter.state.lock() = WaitState::Gone;
                     p.departed += 1;
-                    p.token = self.new_token();
-                    p.deadline = now + self.vacancy_timeout;
                     self.counters.bump(Counter::Timeouts);
-                    let token = p.token;
+                    let token = self.reassign(p, now);
                     drop(state);
                     std::mem::forget(guard);
                     return GetOrSet::Vacant(self.vacancy(hash, ns, key, token));
