@@ -156,25 +156,11 @@ impl Host {
 
     /// Per-operation cost of `case` through a guest: calibration/warm-up, then best of `RUNS`.
     async fn guest(&self, case: &str) -> f64 {
-        let mut n = 64;
-        loop {
-            let t = self.guest_run(case, n).await;
-            if t >= TARGET / 8 || n >= 1 << 24 {
-                n = scale(n, t);
-                break;
-            }
-            n *= 8;
-        }
-        let mut best = f64::INFINITY;
-        for _ in 0..RUNS {
-            let t = self.guest_run(case, n).await;
-            best = best.min(per_op(t, n));
-        }
-        best
+        best_per_op(1 << 24, |n| self.guest_run(case, n)).await
     }
 
     /// Per-operation cost of one native engine call: calibration/warm-up, then best of `RUNS`.
-    fn native(&self, case: &str) -> f64 {
+    async fn native(&self, case: &str) -> f64 {
         let run = |n: u64| -> Duration {
             let (cache, ns) = (&*self.backend, &self.ns);
             let start = Instant::now();
@@ -212,18 +198,7 @@ impl Host {
             }
             start.elapsed()
         };
-        let mut n = 64;
-        loop {
-            let t = run(n);
-            if t >= TARGET / 8 || n >= 1 << 28 {
-                n = scale(n, t);
-                break;
-            }
-            n *= 8;
-        }
-        (0..RUNS)
-            .map(|_| per_op(run(n), n))
-            .fold(f64::INFINITY, f64::min)
+        best_per_op(1 << 28, |n| std::future::ready(run(n))).await
     }
 }
 
@@ -243,10 +218,21 @@ async fn spawned_get(host: &Host) -> f64 {
         }
         start.elapsed()
     };
+    best_per_op(1 << 24, run).await
+}
+
+/// Per-operation cost measured by `run(n)` (the time of `n` iterations): grows `n` (up to
+/// `max_n`) until a run lasts an eighth of `TARGET`, which doubles as warm-up, scales it to
+/// about `TARGET`, then keeps the best of `RUNS` runs.
+async fn best_per_op<F, Fut>(max_n: u64, mut run: F) -> f64
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Duration>,
+{
     let mut n = 64;
     loop {
         let t = run(n).await;
-        if t >= TARGET / 8 || n >= 1 << 24 {
+        if t >= TARGET / 8 || n >= max_n {
             n = scale(n, t);
             break;
         }
@@ -299,7 +285,7 @@ async fn suite(host: &Host) -> (Vec<Row>, f64) {
     let mut kv_cache: Vec<(&str, f64)> = Vec::new();
     for (case, peer) in CASES {
         let ours = host.guest(case).await;
-        let native = host.native(case);
+        let native = host.native(case).await;
         let kv = match peer {
             None => None,
             Some(peer) => match kv_cache.iter().find(|(p, _)| *p == peer) {
