@@ -85,18 +85,10 @@ fn component_arguments_pass_through() {
 
 #[test]
 fn host_scenarios_run_under_the_cli() {
-    for scenario in ["basic", "errors", "streams", "get-or-set", "futures"] {
-        let run = wasi_cache([
-            "run",
-            "--max-key-size",
-            "1KiB",
-            "--max-value-size",
-            "4KiB",
-            "--namespace",
-            "cli",
-            &e2e_wasm().to_string_lossy(),
-            scenario,
-        ]);
+    let wasm = e2e_wasm().to_string_lossy();
+    for scenario in HOST_SCENARIOS {
+        let args = ["run"].iter().chain(&HOST_SCENARIO_OPTIONS);
+        let run = wasi_cache(args.chain(&[&*wasm, scenario]));
         assert_eq!(run.code, Some(0), "{scenario}: {run:#?}");
         assert!(
             run.stdout.contains(&format!("ok {scenario}\n")) && run.stdout.ends_with("done\n"),

@@ -205,16 +205,8 @@ fn namespaces_stay_apart_across_processes() {
 #[test]
 fn host_scenarios_run_on_redis() {
     let server = RedisServer::start();
-    for scenario in ["basic", "errors", "streams", "get-or-set", "futures"] {
-        let options = [
-            "--max-key-size",
-            "1KiB",
-            "--max-value-size",
-            "4KiB",
-            "--namespace",
-            "cli",
-        ];
-        let ended = run_to_end(&server.url(), &options, &[scenario]);
+    for scenario in HOST_SCENARIOS {
+        let ended = run_to_end(&server.url(), &HOST_SCENARIO_OPTIONS, &[scenario]);
         assert!(ended.status.success(), "{scenario}: {ended:#?}");
         assert!(
             ended.stdout.contains(&format!("ok {scenario}\n")) && ended.stdout.ends_with("done\n"),

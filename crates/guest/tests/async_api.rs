@@ -1,6 +1,8 @@
 //! End-to-end tests of the async API, run inside a component under `wasi-cache run`:
 //! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`.
 
+mod common;
+
 use std::time::Duration;
 
 use futures::future::{Either, join_all, select};
@@ -8,15 +10,9 @@ use serde::{Deserialize, Serialize};
 use wasi_cache_guest::{Cache, Entry, Error};
 use wstd::runtime::block_on;
 
-/// A key unique to this run, so the tests can rerun against a cache that outlives them (Redis).
+/// A key unique to this run and to these tests.
 fn k(name: &str) -> String {
-    static RUN: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let run = RUN.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    });
-    format!("a:{run}:{name}")
+    common::unique_key("a", name)
 }
 
 fn sleep(ms: u64) -> wstd::time::Wait {

@@ -1,20 +1,16 @@
 //! End-to-end tests of the blocking API, run inside a component under `wasi-cache run`:
 //! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`.
 
+mod common;
+
 use std::time::Duration;
 
 use wasi_cache_guest::blocking::Cache;
 use wasi_cache_guest::{Entry, Error};
 
-/// A key unique to this run, so the tests can rerun against a cache that outlives them (Redis).
+/// A key unique to this run and to these tests.
 fn k(name: &str) -> String {
-    static RUN: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
-    let run = RUN.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    });
-    format!("b:{run}:{name}")
+    common::unique_key("b", name)
 }
 
 #[test]

@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 /// Longest a process may take to start and reach its first output (it compiles the component).
 pub const STARTUP: Duration = Duration::from_secs(60);
 
+/// The host end-to-end guest's scenarios that must pass through the CLI, on any backend.
+pub const HOST_SCENARIOS: [&str; 5] = ["basic", "errors", "streams", "get-or-set", "futures"];
+
+/// The limits and namespace those scenarios expect (their `errors` case probes the limits).
+pub const HOST_SCENARIO_OPTIONS: [&str; 6] = [
+    "--max-key-size",
+    "1KiB",
+    "--max-value-size",
+    "4KiB",
+    "--namespace",
+    "cli",
+];
+
 /// Scratch space of this test run (cargo's temporary directory for integration tests).
 pub fn tmp() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
