@@ -1,12 +1,13 @@
-//! The command line of `wasi-cache` (clap derive), and the parsers of sizes, durations,
-//! namespaces and environment variables it accepts.
+//! The command line of `wasi-cache` (clap derive): the parsers of sizes, durations, counts,
+//! namespaces and environment variables it accepts, the checks across options
+//! ([`RunArgs::validate`]), and the formatting of sizes and durations in messages.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use wasi_cache_engine::Namespace;
+use wasi_cache_engine::{Config, Namespace};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -15,8 +16,8 @@ Examples:
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
 
-Sizes take KiB, MiB, GiB (powers of 1024), KB, MB, GB (powers of 1000) or plain bytes;
-durations take ns, us, ms, s, m or h (e.g. 300ms, 30s, 2m).";
+Sizes take KiB, MiB, GiB, TiB (powers of 1024), KB, MB, GB, TB (powers of 1000) or plain
+bytes; durations take ns, us, ms, s, m or h (e.g. 300ms, 30s, 2m).";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -24,20 +25,28 @@ Examples:
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
+  wasi-cache run --max-memory 256MiB --max-resources 10000 --timeout 30s app.wasm
 
 With --redis, the cache lives in Redis (6 or later) and is shared by every process on the
 same server: their get-or-set calls on one key (same --namespace) wait for one fill. Redis
 does its own eviction (--capacity does not apply); a crashed holder's vacancy passes to a
 waiter after --vacancy-timeout.
 
+An untrusted component is held within --max-memory (its linear memory), --max-resources
+(handles it holds at once), --memory-budget (host memory it makes the cache hold),
+--max-live-futures and, when given, --timeout (wall clock from instantiation on). Growing
+memory past its cap fails inside the component (a Rust component aborts: a trap); one
+resource too many traps the component; the timeout ends the run.
+
 Everything after COMPONENT is passed to the component (its argv[0] is the file's name).
 The component inherits stdin, stdout and stderr; it sees no files, and no environment
-variables but those given with --env. Sizes take KiB, MiB, GiB, KB, MB, GB or plain bytes;
-durations take ns, us, ms, s, m or h.
+variables but those given with --env. Sizes take KiB, MiB, GiB, TiB, KB, MB, GB, TB or plain
+bytes (at most 256TiB); durations take ns, us, ms, s, m or h (at most 365 days).
 
 Exit status: the component's own exit code (returning normally is 0, returning an error
-is 1); 1 when it traps; 2 when it cannot be run (bad option, unreadable file, not a
-component, an import this host does not provide, Redis unreachable).";
+is 1); 1 when it traps (a limit it ran into included); 2 when it cannot be run (bad option,
+unreadable file, not a component, an import this host does not provide, Redis unreachable)
+or when it exceeds --timeout.";
 
 /// `wasi-cache`: WebAssembly components with a cache.
 #[derive(Debug, Parser)]
@@ -67,7 +76,7 @@ pub struct RunArgs {
         long,
         value_name = "SIZE",
         default_value = "256MiB",
-        value_parser = parse_size,
+        value_parser = parse_positive_size,
         conflicts_with = "redis"
     )]
     pub capacity: u64,
@@ -81,7 +90,7 @@ pub struct RunArgs {
         long,
         value_name = "DURATION",
         default_value = "2s",
-        value_parser = parse_duration,
+        value_parser = parse_positive_duration,
         requires = "redis"
     )]
     pub redis_timeout: Duration,
@@ -91,24 +100,70 @@ pub struct RunArgs {
     pub namespace: Namespace,
 
     /// How long a get-or-set vacancy may stay unfilled before a waiter is handed it.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_positive_duration
+    )]
     pub vacancy_timeout: Duration,
 
     /// Largest key the component may use.
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size_usize)]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "64KiB",
+        value_parser = parse_positive_size_usize
+    )]
     pub max_key_size: usize,
 
-    /// Largest value the component may store.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size_usize)]
+    /// Largest value the component may store (at most half of --memory-budget, and --capacity).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "16MiB",
+        value_parser = parse_positive_size_usize
+    )]
     pub max_value_size: usize,
 
-    /// Most bytes of outgoing values the component may hold at once (written but not dropped).
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size_usize)]
+    /// Most bytes the component may make the host hold at once for the cache (values it
+    /// writes or references, pending keys, buffers); beyond it, cache calls return errors.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "64MiB",
+        value_parser = parse_positive_size_usize
+    )]
     pub memory_budget: usize,
 
     /// Most cache operations the component may have in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = parse_count)]
     pub max_live_futures: usize,
+
+    /// Most bytes of linear memory the component may have, all its memories together (a Rust
+    /// component has one); growing past it fails inside the component, which usually aborts (a
+    /// trap). The default leaves ordinary components ample room while bounding what one can
+    /// take from the host (a 32-bit memory can reach 4GiB).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "1GiB",
+        value_parser = parse_positive_size_usize
+    )]
+    pub max_memory: usize,
+
+    /// Most resources (futures, values, buckets, streams, pollables, ...) the component may
+    /// hold at once; the host call that would create one more traps it. The default leaves
+    /// room for every live future (--max-live-futures) with its pollable and value many times
+    /// over, at a tenth of wasmtime's own cap (each entry costs host memory).
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = parse_count)]
+    pub max_resources: usize,
+
+    /// Longest the component may run, wall clock from its instantiation on (compiling does not
+    /// count), whether it computes or waits; then the run ends with exit code 2. No limit unless
+    /// given (0 means none too).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// Environment variable for the component: NAME=VALUE, or NAME to pass the host's value.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
@@ -140,6 +195,43 @@ impl RunArgs {
     /// The arguments passed to the component after its argv[0].
     pub fn args(&self) -> &[String] {
         &self.component_and_args[1..]
+    }
+
+    /// The run's time limit: `--timeout`, unless absent or zero.
+    pub fn time_limit(&self) -> Option<Duration> {
+        self.timeout.filter(|limit| !limit.is_zero())
+    }
+
+    /// Checks the options against each other (each one's range is checked as it is parsed);
+    /// the error is one sentence naming the options and what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let (value, budget) = (self.max_value_size, self.memory_budget);
+        if value.saturating_mul(2) > budget {
+            return Err(format!(
+                "--max-value-size ({}) is above half of --memory-budget ({}): a set holds its \
+                 value twice while it writes it (the outgoing-value's body and the write in \
+                 flight), so one that large could never be set; lower --max-value-size or raise \
+                 --memory-budget",
+                format_size(value as u64),
+                format_size(budget as u64)
+            ));
+        }
+        if self.redis.is_none() {
+            for (option, size) in [
+                ("--max-key-size", self.max_key_size),
+                ("--max-value-size", self.max_value_size),
+            ] {
+                if size as u64 > self.capacity {
+                    return Err(format!(
+                        "{option} ({}) is above --capacity ({}): an entry that large could \
+                         never be cached; lower {option} or raise --capacity",
+                        format_size(size as u64),
+                        format_size(self.capacity)
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -180,8 +272,20 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Parses a size: `4096`, `64KiB`, `256MiB`, `1GiB` (powers of 1024), `64KB`, `1MB`, `1GB`
-/// (powers of 1000); units are case-insensitive and may follow a space.
+/// Largest size any option takes: 256 TiB, the engine's largest capacity (and more than a
+/// 64-bit machine can address), so that no byte count can overflow.
+pub const MAX_SIZE: u64 = Config::MAX_CAPACITY;
+
+/// Longest duration any option takes: 365 days (a deadline that far off is as good as none,
+/// and no clock arithmetic can overflow).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Largest count any option takes: 2^32 - 1 (resource handles are 32-bit).
+pub const MAX_COUNT: usize = u32::MAX as usize;
+
+/// Parses a size: `4096`, `64KiB`, `256MiB`, `1GiB`, `1TiB` (powers of 1024), `64KB`, `1MB`,
+/// `1GB`, `1TB` (powers of 1000), at most [`MAX_SIZE`]; units are case-insensitive and may follow
+/// a space.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -201,18 +305,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kib" => 1 << 10,
         "mib" => 1 << 20,
         "gib" => 1 << 30,
+        "tib" => 1 << 40,
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
         other => {
             return Err(format!(
-                "unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB or GB)"
+                "unknown size unit `{other}` (use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB)"
             ));
         }
     };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    let too_large = || format!("`{text}` is too large (at most {})", format_size(MAX_SIZE));
+    match number.checked_mul(multiplier) {
+        Some(size) if size <= MAX_SIZE => Ok(size),
+        _ => Err(too_large()),
+    }
 }
 
 /// [`parse_size`] for sizes held in a `usize`.
@@ -221,7 +329,39 @@ pub fn parse_size_usize(text: &str) -> Result<usize, String> {
     usize::try_from(size).map_err(|_| format!("`{text}` is too large for this machine"))
 }
 
-/// Parses a duration: a whole number followed by `ns`, `us`, `ms`, `s`, `m` or `h`.
+/// [`parse_size`] of a size that must not be zero.
+pub fn parse_positive_size(text: &str) -> Result<u64, String> {
+    positive(parse_size(text)?)
+}
+
+/// [`parse_size_usize`] of a size that must not be zero.
+pub fn parse_positive_size_usize(text: &str) -> Result<usize, String> {
+    positive(parse_size_usize(text)?)
+}
+
+/// Parses a count from 1 to [`MAX_COUNT`].
+pub fn parse_count(text: &str) -> Result<usize, String> {
+    let count: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a count (expected a whole number, e.g. 1000)"))?;
+    if count > MAX_COUNT {
+        return Err(format!("`{text}` is too large (at most {MAX_COUNT})"));
+    }
+    positive(count)
+}
+
+/// `value`, unless it is zero.
+fn positive<T: PartialEq + Default>(value: T) -> Result<T, String> {
+    if value == T::default() {
+        Err("must be above zero".to_owned())
+    } else {
+        Ok(value)
+    }
+}
+
+/// Parses a duration: a whole number followed by `ns`, `us`, `ms`, `s`, `m` or `h` (or a bare
+/// `0`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -235,17 +375,65 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("`{digits}` is too large"))?;
-    let too_large = || format!("`{text}` is too large");
-    Ok(match unit.trim() {
+    let too_large = || {
+        format!(
+            "`{text}` is too large (at most {}, 365 days)",
+            format_duration(MAX_DURATION)
+        )
+    };
+    let duration = match unit.trim() {
         "ns" => Duration::from_nanos(n),
         "us" | "µs" => Duration::from_micros(n),
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
         "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_large)?),
         "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_large)?),
+        "" if n == 0 => Duration::ZERO,
         "" => return Err(format!("`{text}` has no unit ({hint})")),
         other => return Err(format!("unknown duration unit `{other}` ({hint})")),
-    })
+    };
+    if duration > MAX_DURATION {
+        return Err(too_large());
+    }
+    Ok(duration)
+}
+
+/// [`parse_duration`] of a duration that must not be zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    positive(parse_duration(text)?)
+}
+
+/// A size as the options write it: `16MiB`, `1GiB`, `64KiB` when a whole number of such
+/// units, else `10000 bytes`.
+pub fn format_size(bytes: u64) -> String {
+    for (unit, size) in [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// A duration as the options write it, in its largest whole unit: `2s`, `500ms`, `3m`, `1h`.
+pub fn format_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    for (unit, size) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if nanos >= size && nanos.is_multiple_of(size) {
+            return format!("{}{unit}", nanos / size);
+        }
+    }
+    format!("{nanos}ns")
 }
 
 /// Parses a namespace name (at most the engine's namespace length limit).
@@ -287,16 +475,66 @@ mod tests {
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("1.5GiB").unwrap_err().contains("unit"));
         assert!(
-            parse_size("10TiB")
+            parse_size("10PiB")
                 .unwrap_err()
                 .contains("unknown size unit")
         );
+        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
+        assert_eq!(parse_size("3TB"), Ok(3_000_000_000_000));
         assert!(parse_size("99999999999999999999").is_err());
         assert!(
             parse_size("99999999999GiB")
                 .unwrap_err()
                 .contains("too large")
         );
+        // Up to 256 TiB, not a byte more.
+        assert_eq!(parse_size("256TiB"), Ok(MAX_SIZE));
+        for text in ["257TiB", "281474976710657", "18446744073709551615"] {
+            let err = parse_size(text).unwrap_err();
+            assert!(err.contains("too large (at most 256TiB)"), "{err}");
+        }
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_positive_size("0"), Err("must be above zero".into()));
+        assert_eq!(
+            parse_positive_size_usize("0KiB"),
+            Err("must be above zero".into())
+        );
+        assert_eq!(parse_positive_size_usize("1"), Ok(1));
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count("1000"), Ok(1000));
+        assert_eq!(parse_count("4294967295"), Ok(MAX_COUNT));
+        assert_eq!(parse_count("0"), Err("must be above zero".into()));
+        assert!(parse_count("4294967296").unwrap_err().contains("too large"));
+        assert!(
+            parse_count("18446744073709551616")
+                .unwrap_err()
+                .contains("not a count")
+        );
+        assert!(parse_count("-1").unwrap_err().contains("not a count"));
+        assert!(parse_count("1k").unwrap_err().contains("not a count"));
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_size(16 << 20), "16MiB");
+        assert_eq!(format_size(1 << 30), "1GiB");
+        assert_eq!(format_size(MAX_SIZE), "256TiB");
+        assert_eq!(format_size((16 << 20) + (64 << 10)), "16448KiB");
+        assert_eq!(format_size(10_000), "10000 bytes");
+        assert_eq!(format_size(0), "0 bytes");
+        assert_eq!(format_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(MAX_DURATION), "8760h");
+        assert_eq!(format_duration(Duration::from_nanos(7)), "7ns");
+        assert_eq!(format_duration(Duration::ZERO), "0ns");
+        for text in ["5s", "300ms", "2m", "1h", "7us"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
     }
 
     #[test]
@@ -314,6 +552,25 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown duration unit")
         );
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(
+            parse_positive_duration("0ms"),
+            Err("must be above zero".into())
+        );
+        // Up to 365 days, not a nanosecond more.
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for text in [
+            "8761h",
+            "31536001s",
+            "18446744073709551615s",
+            "18446744073709551615ns",
+            "307445734561825861m",
+            "18446744073709551615h",
+        ] {
+            let err = parse_duration(text).unwrap_err();
+            assert!(err.contains("too large (at most 8760h"), "{text}: {err}");
+        }
     }
 
     #[test]
@@ -345,6 +602,59 @@ mod tests {
             args.max_live_futures,
             wasi_cache_host::WasiCacheCtx::DEFAULT_MAX_LIVE_FUTURES
         );
+        assert_eq!(args.max_memory, 1 << 30);
+        assert_eq!(args.max_resources, 100_000);
+        assert_eq!(args.timeout, None);
+        assert_eq!(args.time_limit(), None);
+        assert_eq!(args.validate(), Ok(()));
+    }
+
+    /// The `run` options parsed from `options` (then `x.wasm`).
+    fn run_args(options: &[&str]) -> RunArgs {
+        let argv = ["wasi-cache", "run"]
+            .iter()
+            .chain(options)
+            .chain(&["x.wasm"]);
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command;
+        args
+    }
+
+    #[test]
+    fn timeout_zero_means_none() {
+        assert_eq!(run_args(&["--timeout", "0"]).time_limit(), None);
+        assert_eq!(run_args(&["--timeout", "0s"]).time_limit(), None);
+        assert_eq!(
+            run_args(&["--timeout", "5s"]).time_limit(),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn options_are_checked_against_each_other() {
+        let err = run_args(&["--max-value-size", "100MiB"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.starts_with("--max-value-size (100MiB) is above half of --memory-budget (64MiB)"),
+            "{err}"
+        );
+        let err = run_args(&["--capacity", "1MiB"]).validate().unwrap_err();
+        assert!(
+            err.starts_with("--max-value-size (16MiB) is above --capacity (1MiB)"),
+            "{err}"
+        );
+        let err = run_args(&["--capacity", "1000", "--max-value-size", "1000"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.starts_with("--max-key-size (64KiB) is above --capacity (1000 bytes)"),
+            "{err}"
+        );
+        // Equal is fine; --capacity does not apply to Redis.
+        let fits = ["--capacity", "16MiB", "--memory-budget", "32MiB"];
+        assert_eq!(run_args(&fits).validate(), Ok(()));
+        let redis = ["--redis", "redis://h", "--max-value-size", "32MiB"];
+        assert_eq!(run_args(&redis).validate(), Ok(()));
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! cache engine, or by Redis with `--redis URL`. See `wasi-cache run --help`.
 //!
 //! Exit codes: the component's own (`exit(n)` → n, returning `ok` → 0, returning `err` → 1);
-//! 1 when the component traps (one `error: …` line on stderr); 2 for every error before the
-//! component runs (bad options, unreadable file, not a component, missing imports, Redis
-//! unreachable).
+//! 1 when the component traps (one `error: …` line on stderr; a panic of the host inside the
+//! component's run is reported as its trap); 2 for every error before the component runs (bad
+//! options, unreadable file, not a component, missing imports, Redis unreachable), when it
+//! exceeds `--timeout`, and for an internal error of the host (a panic elsewhere, which should
+//! never happen). No Rust panic message or backtrace is ever printed.
 
 mod args;
+mod limits;
+mod panic;
 mod run;
 mod stats;
 
@@ -15,6 +19,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    panic::install_hook();
+    std::panic::catch_unwind(command).unwrap_or_else(|payload| {
+        eprintln!(
+            "error: internal error: wasi-cache panicked: {}",
+            panic::message(&*payload)
+        );
+        ExitCode::from(2)
+    })
+}
+
+/// Parses the command line and runs the command.
+fn command() -> ExitCode {
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return args::report_clap_error(err),

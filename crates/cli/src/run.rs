@@ -5,20 +5,22 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context;
-use wasmtime::{Config, Engine, Error, Result, Store, bail};
+use wasmtime::{Engine, Error, Result, Store, bail};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx};
 
-use crate::args::RunArgs;
-use crate::stats;
+use crate::args::{RunArgs, format_duration};
+use crate::{limits, panic, stats};
 
-/// Exit code of errors before the component runs (bad options, bad file, missing imports).
+/// Exit code of errors before the component runs (bad options, bad file, missing imports), and
+/// of a run that exceeded `--timeout`.
 const EXIT_USAGE: u8 = 2;
 /// Exit code of a component that trapped, or returned an error from `run`.
 const EXIT_FAILURE: u8 = 1;
@@ -29,12 +31,18 @@ enum Outcome {
     Setup(Error),
     /// The component ran and ended with this exit code.
     Exited(i32),
-    /// The component trapped.
-    Trapped(Error),
+    /// The component trapped, for this reason (one line).
+    Trapped(String),
+    /// The component was still running when its time limit, this long, passed.
+    TimedOut(Duration),
 }
 
 /// Runs `wasi-cache run` and returns the process's exit code.
 pub fn main(args: &RunArgs) -> ExitCode {
+    if let Err(message) = args.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,24 +56,28 @@ pub fn main(args: &RunArgs) -> ExitCode {
     };
     let outcome = runtime.block_on(run(args, backend.clone()));
     // Lets the backend calls the component left behind finish before the runtime stops: the
-    // release of a vacancy it held when it exited or trapped (so a waiter elsewhere need not
-    // wait for the vacancy timeout) and writes whose futures it dropped.
+    // release of a vacancy it held when it exited, trapped or timed out (so a waiter elsewhere
+    // need not wait for the vacancy timeout) and writes whose futures it dropped.
     runtime.block_on(backend.settle(args.redis_timeout));
     // Backend calls of futures the component left behind must not outlive the report.
     drop(runtime);
     if args.stats && !matches!(outcome, Outcome::Setup(_)) {
         eprintln!("{}", stats::render(&backend.stats(), args.redis.is_some()));
     }
+    let component = args.component().display();
     match outcome {
         Outcome::Setup(err) => setup_error(&err),
         Outcome::Exited(code) => exit_code(code),
-        Outcome::Trapped(err) => {
-            eprintln!(
-                "error: {} trapped: {}",
-                args.component().display(),
-                one_line(&format!("{}", err.root_cause()))
-            );
+        Outcome::Trapped(reason) => {
+            eprintln!("error: {component} trapped: {reason}");
             ExitCode::from(EXIT_FAILURE)
+        }
+        Outcome::TimedOut(limit) => {
+            eprintln!(
+                "error: {component} exceeded the --timeout of {}",
+                format_duration(limit)
+            );
+            ExitCode::from(EXIT_USAGE)
         }
     }
 }
@@ -81,7 +93,7 @@ fn setup_error(err: &Error) -> ExitCode {
 }
 
 /// Joins the lines of an error message so that it prints as one line.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.split('\n')
         .map(str::trim)
         .filter(|line| !line.is_empty())
@@ -97,7 +109,7 @@ fn backend(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn 
             url: url.clone(),
             op_timeout: args.redis_timeout,
             vacancy_timeout: args.vacancy_timeout,
-            limits: limits(args),
+            limits: cache_limits(args),
         };
         // The backend's connections and pub/sub task live on the runtime that runs the component.
         return match runtime.block_on(RedisBackend::connect(config)) {
@@ -115,7 +127,7 @@ fn backend(args: &RunArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn 
     }
     let config = CacheConfig {
         capacity: args.capacity,
-        limits: limits(args),
+        limits: cache_limits(args),
         vacancy_timeout: args.vacancy_timeout,
         ..CacheConfig::default()
     };
@@ -142,42 +154,100 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn limits(args: &RunArgs) -> Limits {
+/// The key and value size limits of the options.
+fn cache_limits(args: &RunArgs) -> Limits {
     Limits {
         max_key_size: args.max_key_size,
         max_value_size: args.max_value_size,
     }
 }
 
+/// Where a run failed.
+enum Failure {
+    /// Instantiating the component (its memories, tables, start functions).
+    Instantiate(Error),
+    /// Its `wasi:cli/run#run`.
+    Run(Error),
+}
+
 async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
-    let (mut store, pre) = match prepare(args, backend) {
+    let (engine, pre) = match prepare(args) {
         Ok(prepared) => prepared,
         Err(err) => return Outcome::Setup(err),
     };
-    let result = async {
-        let command = pre.instantiate_async(&mut store).await?;
-        command.wasi_cli_run().call_run(&mut store).await
-    }
-    .await;
-    match result {
-        Ok(Ok(())) => Outcome::Exited(0),
-        Ok(Err(())) => Outcome::Exited(i32::from(EXIT_FAILURE)),
-        Err(err) => match err.downcast_ref::<I32Exit>() {
+    // The clock starts once the component is compiled and linked. A limit is at most 365 days,
+    // which `Instant` can always add.
+    let limit = args.time_limit();
+    let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
+    let _ticker = deadline.map(|_| limits::EpochTicker::start(&engine));
+    let mut store = new_store(&engine, args, backend, wasi_ctx(args), deadline);
+    let call = panic::catch(async {
+        let command = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(Failure::Instantiate)?;
+        command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .await
+            .map_err(Failure::Run)
+    });
+    // The epoch callback stops a component that computes; this stops one blocked in a host
+    // call (on a pollable, say), which runs no code that could check the epoch.
+    let finished = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
+        None => Some(call.await),
+    };
+    let limit = limit.unwrap_or_default();
+    match finished {
+        None => Outcome::TimedOut(limit),
+        Some(Err(panic)) => Outcome::Trapped(format!("host panicked: {panic}")),
+        Some(Ok(Ok(Ok(())))) => Outcome::Exited(0),
+        Some(Ok(Ok(Err(())))) => Outcome::Exited(i32::from(EXIT_FAILURE)),
+        Some(Ok(Err(Failure::Run(err) | Failure::Instantiate(err))))
+            if limits::is_deadline(&err) =>
+        {
+            Outcome::TimedOut(limit)
+        }
+        Some(Ok(Err(Failure::Instantiate(err)))) => Outcome::Setup(Error::msg(format!(
+            "cannot instantiate {}: {}",
+            args.component().display(),
+            limits::explain(&err, store.data(), args)
+        ))),
+        Some(Ok(Err(Failure::Run(err)))) => match err.downcast_ref::<I32Exit>() {
             Some(exit) => Outcome::Exited(exit.0),
-            None => Outcome::Trapped(err),
+            None => Outcome::Trapped(limits::explain(&err, store.data(), args)),
         },
     }
 }
 
-/// Loads and checks the component, links WASI and the cache, and makes its store.
-fn prepare(
+/// A store for one instance of a component run with `args`: `wasi`, the cache on `backend` with
+/// the options' namespace, size limits, live-future cap and memory budget, and the limits on
+/// memory, resources and (up to `deadline`) time of [`limits::apply`]. The one place such a
+/// store is made: a command that runs many instances makes one per instance here.
+pub fn new_store(
+    engine: &Engine,
     args: &RunArgs,
     backend: Arc<dyn Backend>,
-) -> Result<(Store<WasiCacheState>, CommandPre<WasiCacheState>)> {
+    wasi: WasiCtx,
+    deadline: Option<Instant>,
+) -> Store<WasiCacheState> {
+    let cache = WasiCacheCtx::builder(backend)
+        .namespace(args.namespace.clone())
+        .limits(cache_limits(args))
+        .max_live_futures(args.max_live_futures)
+        .memory_budget(args.memory_budget)
+        .build();
+    limits::apply(engine, WasiCacheState::new(wasi, cache), args, deadline)
+}
+
+/// Loads and checks the component, and links WASI and the cache, on an engine set up for the
+/// options' limits.
+fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre<WasiCacheState>)> {
     let path = args.component();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_header(path, &bytes)?;
-    let engine = Engine::new(&Config::new())?;
+    let engine = limits::engine(args)?;
     let component = Component::new(&engine, &bytes)
         .with_context(|| format!("{} is not a valid component", path.display()))?;
 
@@ -196,15 +266,7 @@ fn prepare(
             path.display()
         )
     })?;
-
-    let cache = WasiCacheCtx::builder(backend)
-        .namespace(args.namespace.clone())
-        .limits(limits(args))
-        .max_live_futures(args.max_live_futures)
-        .memory_budget(args.memory_budget)
-        .build();
-    let state = WasiCacheState::new(wasi_ctx(args), cache);
-    Ok((Store::new(&engine, state), pre))
+    Ok((engine, pre))
 }
 
 /// WASI for the component: inherited stdio, the given arguments and environment, no files.

@@ -1,6 +1,7 @@
 //! Tests of the `wasi-cache` binary: the example guest and the host's end-to-end guest run
-//! through it, exit codes pass through, and every setup error is one `error: …` line with
-//! exit code 2.
+//! through it, exit codes pass through, every setup error (every bad option value included) is
+//! one `error: …` line with exit code 2, and the limits on memory, resources and time end a
+//! component that runs into them with one `error: …` line.
 
 mod common;
 use common::*;
@@ -126,7 +127,7 @@ fn memory_budget_option_reaches_the_host() {
         "--max-value-size",
         "4KiB",
         "--memory-budget",
-        "10000",
+        "16000",
         &e2e_wasm().to_string_lossy(),
         "budget",
     ]);
@@ -259,7 +260,229 @@ fn an_invalid_cache_configuration_is_an_error() {
         Path::new("0"),
         e2e_wasm(),
     ]);
-    assert_setup_error(&run, "cannot create the cache: invalid cache configuration");
+    assert_setup_error(
+        &run,
+        "invalid value '0' for '--capacity <SIZE>': must be above zero",
+    );
+}
+
+/// Every option that takes a size, with a value it accepts.
+const SIZE_OPTIONS: [&str; 5] = [
+    "--capacity",
+    "--max-key-size",
+    "--max-value-size",
+    "--memory-budget",
+    "--max-memory",
+];
+/// Every option that takes a count.
+const COUNT_OPTIONS: [&str; 2] = ["--max-live-futures", "--max-resources"];
+/// Every option that takes a duration (`--redis-timeout` also needs `--redis`).
+const DURATION_OPTIONS: [&str; 3] = ["--vacancy-timeout", "--redis-timeout", "--timeout"];
+
+/// `run OPTION VALUE x.wasm`, with `--redis` when `OPTION` needs it.
+fn with_option(option: &str, value: &str) -> Vec<String> {
+    let mut args = vec!["run".to_owned()];
+    if option == "--redis-timeout" {
+        args.extend(["--redis".to_owned(), "redis://127.0.0.1:1".to_owned()]);
+    }
+    args.extend([option.to_owned(), value.to_owned(), "x.wasm".to_owned()]);
+    args
+}
+
+/// Asserts [`assert_setup_error`] and that nothing of a Rust panic shows.
+fn assert_option_error(args: &[String], needle: &str) {
+    let run = wasi_cache(args);
+    assert!(
+        !run.stderr.contains("panicked") && !run.stderr.contains("RUST_BACKTRACE"),
+        "{args:?}: {run:#?}"
+    );
+    assert_setup_error(&run, needle);
+}
+
+#[test]
+fn every_extreme_option_value_is_one_error_line() {
+    // Values of the issue: these once panicked (an `Instant` overflow at the first get-or-set
+    // miss) or divided by zero (at start-up).
+    assert_option_error(
+        &with_option("--vacancy-timeout", "18446744073709551615s"),
+        "is too large (at most 8760h, 365 days)",
+    );
+    assert_option_error(
+        &with_option("--max-value-size", "18446744073709485996"),
+        "is too large (at most 256TiB)",
+    );
+    for option in SIZE_OPTIONS {
+        assert_option_error(&with_option(option, "0"), "must be above zero");
+        for huge in ["18446744073709551615", "257TiB", "99999999999999999999KiB"] {
+            assert_option_error(&with_option(option, huge), "is too large");
+        }
+    }
+    for option in COUNT_OPTIONS {
+        assert_option_error(&with_option(option, "0"), "must be above zero");
+        for huge in ["4294967296", "18446744073709551615"] {
+            assert_option_error(&with_option(option, huge), "is too large");
+        }
+        assert_option_error(
+            &with_option(option, "18446744073709551616"),
+            "is not a count",
+        );
+    }
+    for option in DURATION_OPTIONS {
+        for huge in [
+            "18446744073709551615s",
+            "18446744073709551615ns",
+            "18446744073709551615h",
+            "8761h",
+        ] {
+            assert_option_error(&with_option(option, huge), "is too large");
+        }
+        if option != "--timeout" {
+            assert_option_error(&with_option(option, "0s"), "must be above zero");
+        }
+    }
+    // Options that each fit their range but not each other.
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--capacity", "1MiB"],
+            "--max-value-size (16MiB) is above --capacity (1MiB)",
+        ),
+        (
+            &["--max-value-size", "100MiB"],
+            "--max-value-size (100MiB) is above half of --memory-budget (64MiB)",
+        ),
+        (
+            &["--capacity", "4KiB", "--max-value-size", "1KiB"],
+            "--max-key-size (64KiB) is above --capacity (4KiB)",
+        ),
+    ];
+    for (options, needle) in cases {
+        let args: Vec<String> = ["run"]
+            .iter()
+            .chain(options)
+            .chain(&["x.wasm"])
+            .map(|arg| arg.to_string())
+            .collect();
+        assert_option_error(&args, needle);
+    }
+}
+
+#[test]
+fn the_largest_option_values_run() {
+    let wasm = e2e_wasm().to_string_lossy();
+    let mut args = vec!["run"];
+    for option in SIZE_OPTIONS {
+        // A set holds its value twice, so the largest value is half the largest budget.
+        let size = if option == "--max-value-size" {
+            "128TiB"
+        } else {
+            "256TiB"
+        };
+        args.extend([option, size]);
+    }
+    for option in COUNT_OPTIONS {
+        args.extend([option, "4294967295"]);
+    }
+    args.extend(["--vacancy-timeout", "8760h", "--timeout", "8760h"]);
+    args.extend([&*wasm, "get-or-set"]);
+    let run = wasi_cache(&args);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(run.stdout.contains("ok get-or-set\n"), "{run:#?}");
+    // `--timeout 0` is no limit.
+    let run = wasi_cache(["run", "--timeout", "0", &*wasm, "basic"]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+}
+
+/// Asserts that the component ran and was stopped with one `error: ` line (the last) holding
+/// every needle, with exit code `code`, and no Rust panic output.
+fn assert_stopped(ended: &Ended, code: i32, needles: &[&str]) {
+    assert_eq!(ended.status.code(), Some(code), "{ended:#?}");
+    let errors: Vec<&str> = ended
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {ended:#?}");
+    assert_eq!(ended.stderr.lines().last(), Some(errors[0]), "{ended:#?}");
+    for needle in needles {
+        assert!(errors[0].contains(needle), "{needle:?} not in {ended:#?}");
+    }
+    assert!(!ended.stderr.contains("panicked"), "{ended:#?}");
+}
+
+/// Runs the end-to-end guest's `scenario` with `options` to its end (at most two minutes: it
+/// is compiled first).
+fn run_e2e(options: &[&str], scenario: &[&str]) -> Ended {
+    let wasm = e2e_wasm().to_string_lossy();
+    let wasm = [&*wasm];
+    let args = ["run"].iter().chain(options).chain(&wasm).chain(scenario);
+    Proc::spawn(args).wait(2 * STARTUP)
+}
+
+#[test]
+fn max_memory_stops_a_component_that_grows_past_it() {
+    let ended = run_e2e(&["--max-memory", "16MiB"], &["alloc", "64"]);
+    assert_stopped(
+        &ended,
+        1,
+        &[
+            "trapped: ",
+            "its memory was refused growth",
+            "--max-memory is 16MiB",
+        ],
+    );
+    // The component's own allocator reports the failure first; it got some of the way.
+    assert!(ended.stderr.contains("memory allocation of"), "{ended:#?}");
+    assert!(ended.stdout.contains("allocated 8 MiB\n"), "{ended:#?}");
+    assert!(!ended.stdout.contains("allocated 16 MiB"), "{ended:#?}");
+    // The same allocation within the limit succeeds.
+    let ended = run_e2e(&["--max-memory", "128MiB"], &["alloc", "64"]);
+    assert_eq!(ended.status.code(), Some(0), "{ended:#?}");
+    assert!(
+        ended.stdout.contains("allocated 64 MiB\ndone\n"),
+        "{ended:#?}"
+    );
+}
+
+#[test]
+fn max_memory_below_what_the_component_needs_is_a_setup_error() {
+    let ended = run_e2e(&["--max-memory", "64KiB"], &["basic"]);
+    assert_stopped(&ended, 2, &["cannot instantiate", "--max-memory is 64KiB"]);
+    assert!(ended.stdout.is_empty(), "{ended:#?}");
+}
+
+#[test]
+fn max_resources_stops_a_component_that_holds_more() {
+    let ended = run_e2e(&["--max-resources", "1000"], &["resources", "2000"]);
+    assert_stopped(
+        &ended,
+        1,
+        &[
+            "trapped: resource table has no free keys",
+            "--max-resources allows, 1000",
+        ],
+    );
+    assert!(!ended.stdout.contains("held"), "{ended:#?}");
+    let ended = run_e2e(&["--max-resources", "1000"], &["resources", "500"]);
+    assert_eq!(ended.status.code(), Some(0), "{ended:#?}");
+    assert!(ended.stdout.contains("held 500\n"), "{ended:#?}");
+}
+
+#[test]
+fn timeout_stops_a_component_that_computes_forever() {
+    let ended = run_e2e(&["--timeout", "2s", "--stats"], &["spin"]);
+    assert_eq!(ended.stdout, "spinning\n", "{ended:#?}");
+    // The counters still print, before the error line.
+    assert!(ended.stderr.starts_with("wasi-cache stats: "), "{ended:#?}");
+    assert_stopped(&ended, 2, &["exceeded the --timeout of 2s"]);
+}
+
+#[test]
+fn timeout_stops_a_component_blocked_in_the_host() {
+    // It waits on a rendezvous whose vacancy it holds itself, for an hour.
+    let options = ["--timeout", "2s", "--vacancy-timeout", "1h"];
+    let ended = run_e2e(&options, &["block-forever", "k"]);
+    assert_eq!(ended.stdout, "blocking\n", "{ended:#?}");
+    assert_stopped(&ended, 2, &["exceeded the --timeout of 2s"]);
 }
 
 #[test]
@@ -267,8 +490,14 @@ fn help_shows_examples() {
     let run = wasi_cache(["run", "--help"]);
     assert_eq!(run.code, Some(0), "{run:#?}");
     assert!(run.stdout.contains("Examples:"), "{run:#?}");
-    assert!(
-        run.stdout.contains("--vacancy-timeout <DURATION>"),
-        "{run:#?}"
-    );
+    for option in [
+        "--vacancy-timeout <DURATION>",
+        "--max-memory <SIZE>",
+        "--max-resources <N>",
+        "--timeout <DURATION>",
+        "[default: 1GiB]",
+        "[default: 100000]",
+    ] {
+        assert!(run.stdout.contains(option), "{option} not in {run:#?}");
+    }
 }

@@ -96,6 +96,46 @@ fn a_waiter_in_another_process_gets_the_holders_value() {
 }
 
 #[test]
+fn databases_stay_apart_across_processes() {
+    // Pub/sub channels are server-wide: a fill in db 0 must not wake a waiter in db 1 on the
+    // same namespace and key. A long vacancy timeout: nothing passes on by a lock expiring.
+    let server = RedisServer::start();
+    let url = |db: u32| format!("{}/{db}", server.url());
+    let options = ["--namespace", "shared", "--vacancy-timeout", "60s"];
+    let mut holder1 = start(&url(1), &options, &["hold-and-fill", "k", "db1-value"]);
+    holder1.expect_line("holding", STARTUP);
+    // The same namespace and key in db 0 are another cache: a vacancy of their own.
+    let mut holder0 = start(&url(0), &options, &["hold-and-fill", "k", "db0-value"]);
+    holder0.expect_line("holding", STARTUP);
+    let mut waiter = start(&url(1), &options, &["wait-and-fill", "k", "from-waiter"]);
+    wait_for_a_waiter(server.port(), &mut waiter);
+
+    holder0.send_line("fill");
+    holder0.expect_line("filled", Duration::from_secs(10));
+    let holder0 = holder0.wait(Duration::from_secs(10));
+    assert!(holder0.status.success(), "{holder0:#?}");
+    // Time for a wrongly shared channel to deliver db 0's fill.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(waiter.running(), "the db 1 waiter woke on db 0's fill");
+
+    holder1.send_line("fill");
+    holder1.expect_line("filled", Duration::from_secs(10));
+    let holder1 = holder1.wait(Duration::from_secs(10));
+    assert!(holder1.status.success(), "{holder1:#?}");
+    let waiter = waiter.wait(Duration::from_secs(10));
+    assert!(waiter.status.success(), "{waiter:#?}");
+    assert_eq!(waiter.stdout, "occupied db1-value\ndone\n", "{waiter:#?}");
+    for (db, want) in [(0, "db0-value"), (1, "db1-value")] {
+        let reader = run_to_end(&url(db), &options, &["read", "k"]);
+        assert_eq!(
+            reader.stdout,
+            format!("value {want}\ndone\n"),
+            "{reader:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_killed_holders_vacancy_passes_to_a_waiter_within_the_vacancy_timeout() {
     const VACANCY: Duration = Duration::from_secs(2);
     let server = RedisServer::start();
@@ -263,6 +303,22 @@ fn a_silent_server_is_one_error_line_within_the_redis_timeout() {
         started.elapsed()
     );
     drop(silent);
+}
+
+#[test]
+fn a_user_without_channel_rights_is_one_error_line_naming_the_grant() {
+    // Redis 7 creates users without channel rights: fills would fail after storing the value.
+    let server = RedisServer::start();
+    let created = redis_command(
+        server.port(),
+        "ACL SETUSER nochannels on >secret ~* +@all resetchannels",
+    );
+    assert!(created.starts_with("+OK"), "{created}");
+    let url = format!("redis://nochannels:secret@127.0.0.1:{}/0", server.port());
+    let ended = run_to_end(&url, &[], &["read", "k"]);
+    assert_setup_error(&ended, "grant it the channels `&wc:*`");
+    assert!(ended.stderr.contains("+publish +subscribe"), "{ended:#?}");
+    assert!(!ended.stderr.contains("secret"), "{ended:#?}");
 }
 
 #[test]

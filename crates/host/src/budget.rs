@@ -1,15 +1,24 @@
-//! The per-instance memory budget: bytes of outgoing-value bodies an instance may hold at once.
+//! The per-instance memory budget: every byte a guest can make the host hold on its behalf
+//! (values it references, keys of calls in flight, vacancies, buckets, stream buffers) is
+//! charged here, and given back when the resource holding it goes away.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::CacheError;
 
-/// The byte budget of one instance, shared by every body it holds.
+/// What one resource costs the host beyond its payload: its table slot, its struct and its
+/// allocations' headers. Charged for every resource of this crate, so that a guest cannot hold
+/// unbounded memory through many small resources either.
+pub(crate) const RESOURCE_OVERHEAD: usize = 128;
+
+/// The byte budget of one instance, shared by everything it holds.
 #[derive(Debug)]
 pub(crate) struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    /// The most bytes ever held at once.
+    peak: AtomicUsize,
 }
 
 impl MemoryBudget {
@@ -18,6 +27,7 @@ impl MemoryBudget {
         Arc::new(Self {
             limit,
             used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         })
     }
 
@@ -40,9 +50,9 @@ impl MemoryBudget {
                 return Err(CacheError::op(
                     op,
                     format!(
-                        "this instance holds {used} bytes of outgoing-value bodies; {n} more would \
-                         exceed its memory budget of {} bytes; drop outgoing-values or write \
-                         smaller bodies",
+                        "this instance holds {used} bytes of cache resources (values, keys of calls \
+                         in flight, vacancies, buckets, streams); {n} more would exceed its memory \
+                         budget of {} bytes; drop some of them first",
                         self.limit
                     ),
                 ));
@@ -51,7 +61,10 @@ impl MemoryBudget {
                 .used
                 .compare_exchange_weak(used, after, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.peak.fetch_max(after, Ordering::AcqRel);
+                    return Ok(());
+                }
                 Err(seen) => used = seen,
             }
         }
@@ -60,9 +73,46 @@ impl MemoryBudget {
     fn give_back(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
     }
+
+    /// A charge of `n` bytes, or an error (for operation `op`) when the budget has no room.
+    pub(crate) fn charge(self: &Arc<Self>, op: &str, n: usize) -> Result<Held, CacheError> {
+        let held = Held::new(self);
+        held.grow(op, n)?;
+        Ok(held)
+    }
+
+    /// The charge of one resource of this crate whose payload is `payload` bytes.
+    pub(crate) fn charge_resource(
+        self: &Arc<Self>,
+        op: &str,
+        payload: usize,
+    ) -> Result<Held, CacheError> {
+        self.charge(op, payload.saturating_add(RESOURCE_OVERHEAD))
+    }
 }
 
-/// Bytes one body holds against its instance's budget; given back when dropped.
+/// A read-only view of one instance's memory budget, for embedders' metrics and tests.
+#[derive(Debug, Clone)]
+pub struct MemoryMeter(pub(crate) Arc<MemoryBudget>);
+
+impl MemoryMeter {
+    /// The budget, in bytes.
+    pub fn limit(&self) -> usize {
+        self.0.limit
+    }
+
+    /// Bytes the instance makes the host hold now.
+    pub fn used(&self) -> usize {
+        self.0.used()
+    }
+
+    /// The most bytes the instance made the host hold at any one time.
+    pub fn peak(&self) -> usize {
+        self.0.peak.load(Ordering::Acquire)
+    }
+}
+
+/// Bytes charged against an instance's budget, that can grow; given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
     budget: Arc<MemoryBudget>,
@@ -71,11 +121,11 @@ pub(crate) struct Held {
 
 impl Held {
     /// Nothing held yet, against `budget`.
-    pub(crate) fn new(budget: &Arc<MemoryBudget>) -> Arc<Self> {
-        Arc::new(Self {
+    pub(crate) fn new(budget: &Arc<MemoryBudget>) -> Self {
+        Self {
             budget: Arc::clone(budget),
             bytes: AtomicUsize::new(0),
-        })
+        }
     }
 
     /// Holds `n` more bytes, or fails (for operation `op`) when the budget has no room.
@@ -83,6 +133,29 @@ impl Held {
         self.budget.take(op, n)?;
         self.bytes.fetch_add(n, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Gives back what is held beyond `n` bytes.
+    pub(crate) fn shrink_to(&self, n: usize) {
+        let mut bytes = self.bytes.load(Ordering::Acquire);
+        while bytes > n {
+            match self
+                .bytes
+                .compare_exchange_weak(bytes, n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.budget.give_back(bytes - n);
+                    return;
+                }
+                Err(seen) => bytes = seen,
+            }
+        }
     }
 
     /// Gives back everything held so far.
@@ -103,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_share_the_budget_and_give_it_back() {
+    fn charges_share_the_budget_and_give_it_back() {
         let budget = MemoryBudget::new(100);
         let a = Held::new(&budget);
         let b = Held::new(&budget);
@@ -116,13 +189,33 @@ mod tests {
         assert!(err.trace().contains("memory budget of 100 bytes"), "{err}");
         b.grow("op", 40).unwrap();
         assert_eq!(budget.used(), 100);
+        assert_eq!(b.bytes(), 40);
+        let meter = MemoryMeter(Arc::clone(&budget));
+        assert_eq!((meter.used(), meter.peak(), meter.limit()), (100, 100, 100));
         drop(a);
         assert_eq!(budget.used(), 40);
         b.grow("op", 10).unwrap();
+        b.shrink_to(20);
+        assert_eq!((b.bytes(), budget.used()), (20, 20));
+        b.shrink_to(30);
+        assert_eq!(b.bytes(), 20, "shrinking never grows");
         b.release();
         assert_eq!(budget.used(), 0);
         drop(b);
         assert_eq!(budget.used(), 0);
         assert_eq!(budget.limit(), 100);
+    }
+
+    #[test]
+    fn resources_pay_their_overhead() {
+        let budget = MemoryBudget::new(RESOURCE_OVERHEAD + 10);
+        let held = budget.charge_resource("open-bucket", 10).unwrap();
+        assert_eq!(budget.used(), RESOURCE_OVERHEAD + 10);
+        assert!(budget.charge_resource("open-bucket", 0).is_err());
+        drop(held);
+        assert_eq!(budget.used(), 0);
+        // A payload whose size overflows is refused, not wrapped.
+        assert!(budget.charge_resource("get", usize::MAX).is_err());
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use wasi_cache_engine::{Backend, Limits, Namespace};
 use wasmtime::component::ResourceTable;
 
-use crate::budget::MemoryBudget;
+use crate::budget::{MemoryBudget, MemoryMeter};
+use crate::error::CacheError;
 use crate::future::LiveToken;
 
 /// The cache state of one store (one guest instance): backend, namespace, limits and counters.
@@ -22,7 +23,7 @@ pub struct WasiCacheCtx {
 impl WasiCacheCtx {
     /// Default cap on the futures one instance may have in flight at once.
     pub const DEFAULT_MAX_LIVE_FUTURES: usize = 4096;
-    /// Default memory budget of one instance: 64 MiB of outgoing-value bodies.
+    /// Default memory budget of one instance: 64 MiB of everything it makes the host hold.
     pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
 
     /// A context over `backend` with the `default` namespace and the backend's own limits.
@@ -61,14 +62,20 @@ impl WasiCacheCtx {
         self.max_live_futures
     }
 
-    /// The most bytes of outgoing-value bodies this instance may hold at once.
+    /// The most bytes this instance may make the host hold at once (see
+    /// [`WasiCacheCtxBuilder::memory_budget`]).
     pub fn memory_budget(&self) -> usize {
         self.budget.limit()
     }
 
-    /// Bytes of outgoing-value bodies this instance holds now (written, or being streamed).
+    /// Bytes this instance makes the host hold now, as charged to its memory budget.
     pub fn held_bytes(&self) -> usize {
         self.budget.used()
+    }
+
+    /// A handle on this instance's memory budget that outlives the store (for metrics).
+    pub fn memory_meter(&self) -> MemoryMeter {
+        MemoryMeter(Arc::clone(&self.budget))
     }
 
     /// How many futures are live now: held by the guest, or with a backend call still running.
@@ -76,9 +83,19 @@ impl WasiCacheCtx {
         self.live.load(Ordering::Acquire)
     }
 
-    /// Takes one live-future slot, or `None` when the cap is reached.
-    pub(crate) fn acquire(&self) -> Option<Arc<LiveToken>> {
-        LiveToken::acquire(&self.live, self.max_live_futures)
+    /// Takes one live-future slot for operation `op`, charging the call's key to the memory
+    /// budget, or the error the guest gets when the cap or the budget is reached.
+    pub(crate) fn acquire(&self, op: &str, key_len: usize) -> Result<Arc<LiveToken>, CacheError> {
+        let held = self.budget.charge_resource(op, key_len)?;
+        LiveToken::acquire(&self.live, self.max_live_futures, Some(held)).ok_or_else(|| {
+            CacheError::op(
+                op,
+                format!(
+                    "this instance already has {} live futures, the limit; read or drop some first",
+                    self.max_live_futures
+                ),
+            )
+        })
     }
 }
 
@@ -123,10 +140,15 @@ impl WasiCacheCtxBuilder {
         self
     }
 
-    /// Sets the most bytes of outgoing-value bodies the instance may hold at once, written
-    /// (`outgoing-value-write-body-sync`) or being streamed (`…-write-body-async`), until the
-    /// outgoing-values and their streams are dropped; 64 MiB unless set. A write beyond it
-    /// fails with an error resource (sync) or a failed stream write (async), never a trap.
+    /// Sets the most bytes the instance may make the host hold at once; 64 MiB unless set.
+    ///
+    /// Charged to it, each with a fixed overhead per resource: the values it references
+    /// (`incoming-value`s and their streams, even after the cache evicted or overwrote them),
+    /// outgoing-value bodies (written, or streamed at their buffer's real capacity), the key of
+    /// every call in flight and a `set`'s value until its write is done, vacancies and their
+    /// keys, and buckets with their names. Going beyond it fails that operation with an error
+    /// resource (or a failed stream write, or an outgoing-value that refuses its body), never a
+    /// trap.
     pub fn memory_budget(mut self, bytes: usize) -> Self {
         self.memory_budget = bytes;
         self

@@ -34,3 +34,12 @@ impl fmt::Display for CacheError {
 }
 
 impl std::error::Error for CacheError {}
+
+/// The message of a panic's payload, for the error or trap it is turned into.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}

@@ -1,21 +1,22 @@
 //! The host functions of `cache`, `types` and `wasi-keyvalue-error`, on [`WasiCacheCtxView`].
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use bytes::Bytes;
+use futures::FutureExt;
 use wasi_cache_engine::GetOrSet;
 use wasmtime::Result;
 use wasmtime::component::Resource;
-use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, pipe::MemoryInputPipe};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 
 use crate::bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
 use crate::ctx::WasiCacheCtxView;
-use crate::error::CacheError;
+use crate::error::{CacheError, panic_message};
 use crate::future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
-use crate::value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
+use crate::value::{Bucket, Entry, IncomingValue, OutgoingValue, PendingVacancy};
 
 /// What a fallible host function returns: an error resource for the guest, or a trap for the
 /// host's own failures (a stale handle, a full resource table).
@@ -23,6 +24,28 @@ type GuestResult<T> = Result<Result<T, Resource<CacheError>>>;
 
 fn ttl(ms: Option<u32>) -> Option<Duration> {
     ms.map(|ms| Duration::from_millis(u64::from(ms)))
+}
+
+/// Runs the host function `func`, turning a panic (there should be none) into a trap of this
+/// guest rather than an unwind through the embedder.
+fn guarded<R>(func: &str, body: impl FnOnce() -> Result<R>) -> Result<R> {
+    std::panic::catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|payload| Err(trap(func, &*payload)))
+}
+
+/// [`guarded`] for the one async host function.
+async fn guarded_async<R>(func: &str, body: impl Future<Output = Result<R>>) -> Result<R> {
+    AssertUnwindSafe(body)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| Err(trap(func, &*payload)))
+}
+
+fn trap(func: &str, payload: &(dyn std::any::Any + Send)) -> wasmtime::Error {
+    wasmtime::format_err!(
+        "wasi-cache host panicked in {func}: {}",
+        panic_message(payload)
+    )
 }
 
 impl WasiCacheCtxView<'_> {
@@ -38,7 +61,8 @@ impl WasiCacheCtxView<'_> {
     }
 
     /// Starts a backend call for operation `op` on `key`, or a future resolved to an error when
-    /// the key is too long or the instance has too many live futures.
+    /// the key is too long, the instance has too many live futures or its memory budget has no
+    /// room for the key.
     fn start<T, F, Fut>(
         &mut self,
         op: &'static str,
@@ -51,21 +75,15 @@ impl WasiCacheCtxView<'_> {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = Result<T, CacheError>> + Send + 'static,
     {
-        let future = if let Err(err) = self.ctx.limits.check_key(key.as_bytes()) {
-            HostFuture::resolved(op, Err(CacheError::op(op, err)))
-        } else if let Some(token) = self.ctx.acquire() {
-            HostFuture::spawn(op, token, abort_on_drop, call(key))
-        } else {
-            HostFuture::resolved(
-                op,
-                Err(CacheError::op(
-                    op,
-                    format!(
-                        "this instance already has {} live futures, the limit; read or drop some first",
-                        self.ctx.max_live_futures
-                    ),
-                )),
-            )
+        let token = self
+            .ctx
+            .limits
+            .check_key(key.as_bytes())
+            .map_err(|err| CacheError::op(op, err))
+            .and_then(|()| self.ctx.acquire(op, key.len()));
+        let future = match token {
+            Ok(token) => HostFuture::spawn(op, token, abort_on_drop, call(key)),
+            Err(err) => HostFuture::resolved(op, Err(err)),
         };
         Ok(self.table.push(future)?)
     }
@@ -83,22 +101,22 @@ impl WasiCacheCtxView<'_> {
     ) -> Result<Resource<DynPollable>> {
         wasmtime_wasi::p2::subscribe(self.table, future)
     }
-
-    fn incoming(&mut self, body: Bytes) -> Result<Resource<IncomingValue>> {
-        Ok(self.table.push(IncomingValue::new(body))?)
-    }
 }
 
 impl wasi_keyvalue_error::Host for WasiCacheCtxView<'_> {}
 
 impl wasi_keyvalue_error::HostError for WasiCacheCtxView<'_> {
     fn trace(&mut self, err: Resource<CacheError>) -> Result<String> {
-        Ok(self.table.get(&err)?.trace().to_owned())
+        guarded("error.trace", || {
+            Ok(self.table.get(&err)?.trace().to_owned())
+        })
     }
 
     fn drop(&mut self, err: Resource<CacheError>) -> Result<()> {
-        self.table.delete(err)?;
-        Ok(())
+        guarded("error.drop", || {
+            self.table.delete(err)?;
+            Ok(())
+        })
     }
 }
 
@@ -106,32 +124,43 @@ impl types::Host for WasiCacheCtxView<'_> {}
 
 impl types::HostBucket for WasiCacheCtxView<'_> {
     fn open_bucket(&mut self, name: String) -> GuestResult<Resource<Bucket>> {
-        Ok(Ok(self.table.push(Bucket::new(name))?))
+        guarded("open-bucket", || {
+            match Bucket::new(name, &self.ctx.budget) {
+                Ok(bucket) => Ok(Ok(self.table.push(bucket)?)),
+                Err(err) => Ok(Err(self.error(err)?)),
+            }
+        })
     }
 
     fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
-        self.table.delete(bucket)?;
-        Ok(())
+        guarded("bucket.drop", || {
+            self.table.delete(bucket)?;
+            Ok(())
+        })
     }
 }
 
 impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
     fn new_outgoing_value(&mut self) -> Result<Resource<OutgoingValue>> {
-        Ok(self.table.push(OutgoingValue::new())?)
+        guarded("new-outgoing-value", || {
+            Ok(self.table.push(OutgoingValue::charged(&self.ctx.budget))?)
+        })
     }
 
     fn outgoing_value_write_body_async(
         &mut self,
         value: Resource<OutgoingValue>,
     ) -> GuestResult<Resource<DynOutputStream>> {
-        let (limits, budget) = (self.ctx.limits, &self.ctx.budget);
-        match self.table.get_mut(&value)?.write_async(&limits, budget) {
-            Ok(writer) => {
-                let stream: DynOutputStream = Box::new(writer);
-                Ok(Ok(self.table.push(stream)?))
+        guarded("outgoing-value-write-body-async", || {
+            let (limits, budget) = (self.ctx.limits, &self.ctx.budget);
+            match self.table.get_mut(&value)?.write_async(&limits, budget) {
+                Ok(writer) => {
+                    let stream: DynOutputStream = Box::new(writer);
+                    Ok(Ok(self.table.push(stream)?))
+                }
+                Err(err) => Ok(Err(self.error(err)?)),
             }
-            Err(err) => Ok(Err(self.error(err)?)),
-        }
+        })
     }
 
     async fn outgoing_value_write_body_sync(
@@ -139,23 +168,28 @@ impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
         value: Resource<OutgoingValue>,
         body: Vec<u8>,
     ) -> GuestResult<()> {
-        let (limits, budget) = (self.ctx.limits, &self.ctx.budget);
-        let written = self
-            .table
-            .get_mut(&value)?
-            .write_sync(body.into(), &limits, budget);
-        let result = match written {
-            Ok(Some((fill, body))) => fill.commit(body).await,
-            Ok(None) => Ok(()),
-            Err(err) => Err(err),
-        };
-        self.guest(result)
+        guarded_async("outgoing-value-write-body-sync", async {
+            let (limits, budget) = (self.ctx.limits, &self.ctx.budget);
+            let written = self
+                .table
+                .get_mut(&value)?
+                .write_sync(body.into(), &limits, budget);
+            let result = match written {
+                Ok(Some((fill, body))) => fill.commit(body).await,
+                Ok(None) => Ok(()),
+                Err(err) => Err(err),
+            };
+            self.guest(result)
+        })
+        .await
     }
 
     fn drop(&mut self, value: Resource<OutgoingValue>) -> Result<()> {
-        // An unwritten fill value drops its vacancy here: abandoned, handed to a waiter.
-        self.table.delete(value)?;
-        Ok(())
+        guarded("outgoing-value.drop", || {
+            // An unwritten fill value drops its vacancy here: abandoned, handed to a waiter.
+            self.table.delete(value)?;
+            Ok(())
+        })
     }
 }
 
@@ -164,46 +198,59 @@ impl types::HostIncomingValue for WasiCacheCtxView<'_> {
         &mut self,
         value: Resource<IncomingValue>,
     ) -> GuestResult<Vec<u8>> {
-        Ok(Ok(self.table.get(&value)?.body().to_vec()))
+        guarded("incoming-value-consume-sync", || {
+            Ok(Ok(self.table.get(&value)?.body().to_vec()))
+        })
     }
 
     fn incoming_value_consume_async(
         &mut self,
         value: Resource<IncomingValue>,
     ) -> GuestResult<Resource<DynInputStream>> {
-        let body = self.table.get(&value)?.body().clone();
-        let stream: DynInputStream = Box::new(MemoryInputPipe::new(body));
-        Ok(Ok(self.table.push(stream)?))
+        guarded("incoming-value-consume-async", || {
+            let stream: DynInputStream = Box::new(self.table.get(&value)?.reader());
+            Ok(Ok(self.table.push(stream)?))
+        })
     }
 
     fn incoming_value_size(&mut self, value: Resource<IncomingValue>) -> GuestResult<u64> {
-        Ok(Ok(self.table.get(&value)?.body().len() as u64))
+        guarded("incoming-value-size", || {
+            Ok(Ok(self.table.get(&value)?.body().len() as u64))
+        })
     }
 
     fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
-        self.table.delete(value)?;
-        Ok(())
+        guarded("incoming-value.drop", || {
+            self.table.delete(value)?;
+            Ok(())
+        })
     }
 }
 
 impl cache::Host for WasiCacheCtxView<'_> {
     fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
-        let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
-        self.start("get", k, true, |k| async move {
-            backend
-                .get(&ns, k.as_bytes())
-                .await
-                .map_err(|err| CacheError::op("get", err))
+        guarded("get", || {
+            let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
+            let budget = self.ctx.budget.clone();
+            self.start("get", k, true, |k| async move {
+                match backend.get(&ns, k.as_bytes()).await {
+                    Ok(Some(body)) => IncomingValue::new("get", body, &budget).map(Some),
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(CacheError::op("get", err)),
+                }
+            })
         })
     }
 
     fn exists(&mut self, k: String) -> Result<Resource<FutureExistsResult>> {
-        let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
-        self.start("exists", k, true, |k| async move {
-            backend
-                .exists(&ns, k.as_bytes())
-                .await
-                .map_err(|err| CacheError::op("exists", err))
+        guarded("exists", || {
+            let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
+            self.start("exists", k, true, |k| async move {
+                backend
+                    .exists(&ns, k.as_bytes())
+                    .await
+                    .map_err(|err| CacheError::op("exists", err))
+            })
         })
     }
 
@@ -213,39 +260,56 @@ impl cache::Host for WasiCacheCtxView<'_> {
         v: Resource<OutgoingValue>,
         ttl_ms: Option<u32>,
     ) -> Result<Resource<FutureResult>> {
-        let source = match self.table.get(&v)?.source() {
-            Ok(source) => source,
-            Err(err) => return Ok(self.table.push(FutureResult::resolved("set", Err(err)))?),
-        };
-        let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
-        // Writes are not cancelled when the guest drops the future: fire-and-forget works.
-        self.start("set", k, false, |k| async move {
-            let value = source.resolve().await?;
-            backend
-                .set(&ns, k.as_bytes(), value, ttl(ttl_ms))
-                .await
-                .map_err(|err| CacheError::op("set", err))
+        guarded("set", || {
+            let source = match self.table.get(&v)?.source() {
+                Ok(source) => source,
+                Err(err) => return Ok(self.table.push(FutureResult::resolved("set", Err(err)))?),
+            };
+            let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
+            let budget = self.ctx.budget.clone();
+            // Writes are not cancelled when the guest drops the future: fire-and-forget works.
+            self.start("set", k, false, |k| async move {
+                let value = source.resolve().await?;
+                // The value is charged while the write is under way: a backend may copy it (Redis
+                // does), and the guest may drop its outgoing-value meanwhile.
+                let _in_flight = budget.charge("set", value.len())?;
+                backend
+                    .set(&ns, k.as_bytes(), value, ttl(ttl_ms))
+                    .await
+                    .map_err(|err| CacheError::op("set", err))
+            })
         })
     }
 
     fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
-        let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
-        // Dropping the future drops the backend call: the caller leaves the rendezvous.
-        self.start("get-or-set", k, true, |k| async move {
-            backend
-                .get_or_set(&ns, k.as_bytes())
-                .await
-                .map_err(|err| CacheError::op("get-or-set", err))
+        guarded("get-or-set", || {
+            let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
+            let budget = self.ctx.budget.clone();
+            // Dropping the future drops the backend call: the caller leaves the rendezvous.
+            self.start("get-or-set", k, true, |k| async move {
+                match backend.get_or_set(&ns, k.as_bytes()).await {
+                    Ok(GetOrSet::Occupied(body)) => {
+                        IncomingValue::new("get-or-set", body, &budget).map(Entry::Occupied)
+                    }
+                    // Without room for it, the vacancy is abandoned here: a waiter takes it.
+                    Ok(GetOrSet::Vacant(vacancy)) => {
+                        PendingVacancy::new(vacancy, k.len(), &budget).map(Entry::Vacant)
+                    }
+                    Err(err) => Err(CacheError::op("get-or-set", err)),
+                }
+            })
         })
     }
 
     fn delete(&mut self, k: String) -> Result<Resource<FutureResult>> {
-        let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
-        self.start("delete", k, false, |k| async move {
-            backend
-                .delete(&ns, k.as_bytes())
-                .await
-                .map_err(|err| CacheError::op("delete", err))
+        guarded("delete", || {
+            let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
+            self.start("delete", k, false, |k| async move {
+                backend
+                    .delete(&ns, k.as_bytes())
+                    .await
+                    .map_err(|err| CacheError::op("delete", err))
+            })
         })
     }
 }
@@ -255,27 +319,31 @@ impl cache::HostFutureGetResult for WasiCacheCtxView<'_> {
         &mut self,
         future: Resource<FutureGetResult>,
     ) -> Result<Option<Result<Option<Resource<IncomingValue>>, Resource<CacheError>>>> {
-        let Some(result) = self.take(&future)? else {
-            return Ok(None);
-        };
-        let result = match result {
-            Ok(Some(body)) => Ok(Some(self.incoming(body)?)),
-            Ok(None) => Ok(None),
-            Err(err) => Err(err),
-        };
-        self.guest(result).map(Some)
+        guarded("future-get-result-get", || {
+            let Some(result) = self.take(&future)? else {
+                return Ok(None);
+            };
+            let result = match result {
+                Ok(Some(value)) => Ok(Some(self.table.push(value)?)),
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            };
+            self.guest(result).map(Some)
+        })
     }
 
     fn listen_to_future_get_result(
         &mut self,
         future: Resource<FutureGetResult>,
     ) -> Result<Resource<DynPollable>> {
-        self.listen(future)
+        guarded("listen-to-future-get-result", || self.listen(future))
     }
 
     fn drop(&mut self, future: Resource<FutureGetResult>) -> Result<()> {
-        self.table.delete(future)?;
-        Ok(())
+        guarded("future-get-result.drop", || {
+            self.table.delete(future)?;
+            Ok(())
+        })
     }
 }
 
@@ -284,22 +352,24 @@ impl cache::HostFutureExistsResult for WasiCacheCtxView<'_> {
         &mut self,
         future: Resource<FutureExistsResult>,
     ) -> Result<Option<Result<bool, Resource<CacheError>>>> {
-        match self.take(&future)? {
+        guarded("future-exists-result-get", || match self.take(&future)? {
             Some(result) => self.guest(result).map(Some),
             None => Ok(None),
-        }
+        })
     }
 
     fn listen_to_future_exists_result(
         &mut self,
         future: Resource<FutureExistsResult>,
     ) -> Result<Resource<DynPollable>> {
-        self.listen(future)
+        guarded("listen-to-future-exists-result", || self.listen(future))
     }
 
     fn drop(&mut self, future: Resource<FutureExistsResult>) -> Result<()> {
-        self.table.delete(future)?;
-        Ok(())
+        guarded("future-exists-result.drop", || {
+            self.table.delete(future)?;
+            Ok(())
+        })
     }
 }
 
@@ -308,22 +378,24 @@ impl cache::HostFutureResult for WasiCacheCtxView<'_> {
         &mut self,
         future: Resource<FutureResult>,
     ) -> Result<Option<Result<(), Resource<CacheError>>>> {
-        match self.take(&future)? {
+        guarded("future-result-get", || match self.take(&future)? {
             Some(result) => self.guest(result).map(Some),
             None => Ok(None),
-        }
+        })
     }
 
     fn listen_to_future_result(
         &mut self,
         future: Resource<FutureResult>,
     ) -> Result<Resource<DynPollable>> {
-        self.listen(future)
+        guarded("listen-to-future-result", || self.listen(future))
     }
 
     fn drop(&mut self, future: Resource<FutureResult>) -> Result<()> {
-        self.table.delete(future)?;
-        Ok(())
+        guarded("future-result.drop", || {
+            self.table.delete(future)?;
+            Ok(())
+        })
     }
 }
 
@@ -332,31 +404,35 @@ impl cache::HostFutureGetOrSetResult for WasiCacheCtxView<'_> {
         &mut self,
         future: Resource<FutureGetOrSetResult>,
     ) -> Result<Option<Result<cache::GetOrSetEntry, Resource<CacheError>>>> {
-        let Some(result) = self.take(&future)? else {
-            return Ok(None);
-        };
-        let result = match result {
-            Ok(GetOrSet::Occupied(body)) => {
-                Ok(cache::GetOrSetEntry::Occupied(self.incoming(body)?))
-            }
-            Ok(GetOrSet::Vacant(vacancy)) => Ok(cache::GetOrSetEntry::Vacant(
-                self.table.push(PendingVacancy::new(vacancy))?,
-            )),
-            Err(err) => Err(err),
-        };
-        self.guest(result).map(Some)
+        guarded("future-get-or-set-result-get", || {
+            let Some(result) = self.take(&future)? else {
+                return Ok(None);
+            };
+            let result = match result {
+                Ok(Entry::Occupied(value)) => {
+                    Ok(cache::GetOrSetEntry::Occupied(self.table.push(value)?))
+                }
+                Ok(Entry::Vacant(vacancy)) => {
+                    Ok(cache::GetOrSetEntry::Vacant(self.table.push(vacancy)?))
+                }
+                Err(err) => Err(err),
+            };
+            self.guest(result).map(Some)
+        })
     }
 
     fn listen_to_future_get_or_set_result(
         &mut self,
         future: Resource<FutureGetOrSetResult>,
     ) -> Result<Resource<DynPollable>> {
-        self.listen(future)
+        guarded("listen-to-future-get-or-set-result", || self.listen(future))
     }
 
     fn drop(&mut self, future: Resource<FutureGetOrSetResult>) -> Result<()> {
-        self.table.delete(future)?;
-        Ok(())
+        guarded("future-get-or-set-result.drop", || {
+            self.table.delete(future)?;
+            Ok(())
+        })
     }
 }
 
@@ -366,13 +442,17 @@ impl cache::HostVacancy for WasiCacheCtxView<'_> {
         vacancy: Resource<PendingVacancy>,
         ttl_ms: Option<u32>,
     ) -> Result<Resource<OutgoingValue>> {
-        let value = self.table.get_mut(&vacancy)?.fill(ttl(ttl_ms));
-        Ok(self.table.push(value)?)
+        guarded("vacancy-fill", || {
+            let value = self.table.get_mut(&vacancy)?.fill(ttl(ttl_ms));
+            Ok(self.table.push(value)?)
+        })
     }
 
     fn drop(&mut self, vacancy: Resource<PendingVacancy>) -> Result<()> {
-        // An unfilled vacancy is abandoned here: the backend hands it to a waiter.
-        self.table.delete(vacancy)?;
-        Ok(())
+        guarded("vacancy.drop", || {
+            // An unfilled vacancy is abandoned here: the backend hands it to a waiter.
+            self.table.delete(vacancy)?;
+            Ok(())
+        })
     }
 }

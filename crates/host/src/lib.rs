@@ -66,8 +66,26 @@
 //! - Dropping a `set` or `delete` future does not cancel the write; dropping a `get-or-set`
 //!   future leaves the rendezvous (a vacancy it held or was about to receive is handed off).
 //! - Bad input (oversized keys or values, more live futures than
-//!   [`WasiCacheCtxBuilder::max_live_futures`], outgoing-value bodies beyond
+//!   [`WasiCacheCtxBuilder::max_live_futures`], more memory than
 //!   [`WasiCacheCtxBuilder::memory_budget`]) yields an error resource, never a trap.
+//!
+//! ## Untrusted guests
+//! Every byte a guest can make the host hold on its behalf is charged to its instance's memory
+//! budget, with a fixed overhead per resource: the values it references (`incoming-value`s and
+//! their streams, which keep a value alive after the cache evicted or overwrote it), outgoing
+//! bodies (streamed ones at their buffer's real capacity), the key of every call in flight, a
+//! `set`'s value while it is written, vacancies and their keys, buckets and their names.
+//! [`WasiCacheCtx::memory_meter`] reads it. What the budget does not cover is bounded elsewhere:
+//! error resources and pollables by the store's [`ResourceTable`](wasmtime::component::ResourceTable)
+//! capacity (`set_max_capacity`), and the strings and lists a call lifts from the guest by the
+//! guest's own linear memory (cap it with [`wasmtime::StoreLimits`]).
+//!
+//! Results reach a guest however it waits: blocking, `poll`, or spinning on `…-get` or
+//! `pollable.ready` without ever yielding (each of those polls the backend call itself, outside
+//! tokio's cooperative budget). A panic in a host function (there should be none) traps that
+//! guest instead of unwinding through the embedder, and a backend call that panics resolves to
+//! an error. Writing more to a body stream than `check-write` permitted traps, as wasi:io
+//! specifies.
 
 #![deny(missing_docs)]
 
@@ -79,13 +97,14 @@ mod host;
 mod state;
 mod value;
 
+pub use budget::MemoryMeter;
 pub use ctx::{WasiCacheCtx, WasiCacheCtxBuilder, WasiCacheCtxView, WasiCacheView};
 pub use error::CacheError;
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
 pub use state::WasiCacheState;
-pub use value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
+pub use value::{Bucket, Entry, IncomingValue, OutgoingValue, PendingVacancy};
 
 /// Bindings generated from the project's WIT (`wit/` at the repository root).
 #[allow(missing_docs)]

@@ -4,24 +4,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 use wasi_cache_engine::{Error as EngineError, Limits, Vacancy};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::budget::{Held, MemoryBudget};
 use crate::error::CacheError;
 
 /// A `bucket` handle from `open-bucket`; the cache interface itself does not use it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Bucket {
     name: String,
+    _held: Held,
 }
 
 impl Bucket {
-    /// A bucket handle for `name`.
-    pub(crate) fn new(name: String) -> Self {
-        Self { name }
+    /// A bucket handle for `name`, its name charged to the instance's budget.
+    pub(crate) fn new(name: String, budget: &Arc<MemoryBudget>) -> Result<Self, CacheError> {
+        let held = budget.charge_resource("open-bucket", name.len())?;
+        Ok(Self { name, _held: held })
     }
 
     /// The name the bucket was opened with.
@@ -32,43 +34,106 @@ impl Bucket {
 
 /// An `incoming-value`: a value read from the cache, shared with the backend (never copied
 /// until the guest reads it).
-#[derive(Debug, Clone)]
+///
+/// Its body counts against the instance's memory budget until it and every stream read from it
+/// are dropped: once the cache evicts or overwrites the entry, only the guest keeps it alive.
+#[derive(Debug)]
 pub struct IncomingValue {
     body: Bytes,
+    held: Arc<Held>,
 }
 
 impl IncomingValue {
-    /// Wraps a value read from the backend.
-    pub(crate) fn new(body: Bytes) -> Self {
-        Self { body }
+    /// Wraps a value read from the backend for operation `op`, charged to `budget`.
+    pub(crate) fn new(
+        op: &str,
+        body: Bytes,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Self, CacheError> {
+        let held = budget.charge_resource(op, body.len())?;
+        Ok(Self {
+            body,
+            held: Arc::new(held),
+        })
     }
 
     /// The value's bytes.
     pub fn body(&self) -> &Bytes {
         &self.body
     }
+
+    /// An `input-stream` of the body, sharing the value's charge.
+    pub(crate) fn reader(&self) -> BodyReader {
+        BodyReader {
+            rest: self.body.clone(),
+            _held: Arc::clone(&self.held),
+        }
+    }
+}
+
+/// The `input-stream` of `incoming-value-consume-async`: the rest of the body, still charged to
+/// the instance (the guest may drop the incoming-value and keep reading).
+pub(crate) struct BodyReader {
+    rest: Bytes,
+    _held: Arc<Held>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl InputStream for BodyReader {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        if self.rest.is_empty() {
+            return Err(StreamError::Closed);
+        }
+        Ok(self.rest.split_to(size.min(self.rest.len())))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for BodyReader {
+    async fn ready(&mut self) {}
+}
+
+/// What a `get-or-set` resolves to, its value or vacancy already charged to the instance.
+#[derive(Debug)]
+pub enum Entry {
+    /// The key's value.
+    Occupied(IncomingValue),
+    /// The caller is to fill the key.
+    Vacant(PendingVacancy),
 }
 
 /// The vacancy of a key, held by the guest that received `vacant` from `get-or-set`.
 ///
-/// Dropping it unfilled abandons it: the backend hands it to a waiting caller.
+/// Dropping it unfilled abandons it: the backend hands it to a waiting caller. It and its key
+/// count against the instance's memory budget until it is filled or abandoned.
 #[derive(Debug)]
 pub struct PendingVacancy {
-    vacancy: Option<Vacancy>,
+    vacancy: Option<(Vacancy, Held)>,
 }
 
 impl PendingVacancy {
-    /// Wraps a backend vacancy for the guest.
-    pub(crate) fn new(vacancy: Vacancy) -> Self {
-        Self {
-            vacancy: Some(vacancy),
-        }
+    /// Wraps a backend vacancy of a `key_len`-byte key for the guest, charged to `budget`; when
+    /// the budget has no room the vacancy is abandoned (handed to a waiter) and the guest gets
+    /// the error.
+    pub(crate) fn new(
+        vacancy: Vacancy,
+        key_len: usize,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Self, CacheError> {
+        let held = budget.charge_resource("get-or-set", key_len)?;
+        Ok(Self {
+            vacancy: Some((vacancy, held)),
+        })
     }
 
     /// The outgoing-value whose body fills this vacancy; the vacancy can be filled only once.
     pub(crate) fn fill(&mut self, ttl: Option<Duration>) -> OutgoingValue {
         match self.vacancy.take() {
-            Some(vacancy) => OutgoingValue::filling(Fill { vacancy, ttl }),
+            Some((vacancy, held)) => OutgoingValue::filling(Fill {
+                vacancy,
+                ttl,
+                _held: held,
+            }),
             None => OutgoingValue::refused(CacheError::new(
                 "vacancy-fill: this vacancy was already given its outgoing-value; call vacancy-fill once",
             )),
@@ -81,6 +146,8 @@ impl PendingVacancy {
 pub(crate) struct Fill {
     vacancy: Vacancy,
     ttl: Option<Duration>,
+    /// The vacancy's charge, carried over from the [`PendingVacancy`].
+    _held: Held,
 }
 
 impl Fill {
@@ -114,13 +181,16 @@ enum Body {
 /// An `outgoing-value`: a value on its way into the cache, written once, in one piece or as a
 /// stream; from `vacancy-fill`, writing it fills the vacancy.
 ///
-/// Its body counts against the instance's memory budget until it (and its stream) is dropped.
+/// It and its body count against the instance's memory budget until it (and its stream) is
+/// dropped.
 #[derive(Debug)]
 pub struct OutgoingValue {
     body: Body,
     fill: Option<Fill>,
     refused: Option<CacheError>,
     held: Option<Arc<Held>>,
+    /// The resource's own overhead; `None` for values built outside an instance.
+    _resource: Option<Held>,
 }
 
 /// Where a `set` gets its value from: a body already written, or a stream still being written.
@@ -165,6 +235,19 @@ impl OutgoingValue {
             fill: None,
             refused: None,
             held: None,
+            _resource: None,
+        }
+    }
+
+    /// A new value for a guest, its overhead charged to `budget`; when the budget has no room
+    /// the value refuses its body with that error (`new-outgoing-value` cannot fail).
+    pub(crate) fn charged(budget: &Arc<MemoryBudget>) -> Self {
+        match budget.charge_resource("new-outgoing-value", 0) {
+            Ok(held) => Self {
+                _resource: Some(held),
+                ..Self::new()
+            },
+            Err(err) => Self::refused(err),
         }
     }
 
@@ -212,9 +295,8 @@ impl OutgoingValue {
         limits
             .check_value(value.len())
             .map_err(|err| CacheError::op(OP, err))?;
-        let held = Held::new(budget);
-        held.grow(OP, value.len())?;
-        self.held = Some(held);
+        let held = budget.charge(OP, value.len())?;
+        self.held = Some(Arc::new(held));
         self.body = Body::Sync(value.clone());
         Ok(self.fill.take().map(|fill| (fill, value)))
     }
@@ -229,11 +311,12 @@ impl OutgoingValue {
         self.check_writable()?;
         let (tx, rx) = watch::channel(StreamBody::Open);
         self.body = Body::Stream(rx);
-        let held = Held::new(budget);
+        let held = Arc::new(Held::new(budget));
         self.held = Some(Arc::clone(&held));
         Ok(BodyWriter {
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             max: limits.max_value_size,
+            permit: 0,
             held,
             tx: Some(tx),
             fill: self.fill.take(),
@@ -258,14 +341,16 @@ impl OutgoingValue {
 }
 
 /// The `output-stream` of `outgoing-value-write-body-async`: collects the body up to the value
-/// limit and the instance's memory budget; when the guest drops it, the body is complete (and
-/// fills the vacancy, if any).
+/// limit and the instance's memory budget (charged for its buffer's real capacity); when the
+/// guest drops it, the body is complete (and fills the vacancy, if any).
 ///
 /// Discarded without the guest dropping it (the guest trapped or its store was dropped), it
 /// abandons the vacancy and the body.
 pub(crate) struct BodyWriter {
-    buf: BytesMut,
+    buf: Vec<u8>,
     max: usize,
+    /// Bytes the guest may still write since its last `check-write`.
+    permit: usize,
     held: Arc<Held>,
     tx: Option<watch::Sender<StreamBody>>,
     fill: Option<Fill>,
@@ -273,8 +358,9 @@ pub(crate) struct BodyWriter {
 }
 
 impl BodyWriter {
-    /// Most bytes accepted by one `write` (what `check-write` grants).
+    /// Most bytes accepted after one `check-write` (what it grants).
     const PERMIT: usize = 64 << 10;
+    const OP: &str = "outgoing-value-write-body-async";
 
     fn check_open(&self) -> StreamResult<()> {
         if self.tx.is_none() || self.failed.is_some() {
@@ -282,25 +368,45 @@ impl BodyWriter {
         }
         Ok(())
     }
+
+    /// Makes room for `more` bytes, charging the buffer's growth before it happens: at least
+    /// doubling (so a body costs O(log n) reallocations) but never past the value limit.
+    fn reserve(&mut self, more: usize) -> Result<(), CacheError> {
+        let len = self.buf.len().saturating_add(more);
+        if len > self.max {
+            return Err(CacheError::op(
+                Self::OP,
+                EngineError::ValueTooLarge { len, max: self.max },
+            ));
+        }
+        let capacity = self.buf.capacity();
+        if len <= capacity {
+            return Ok(());
+        }
+        let target = len.max(capacity.saturating_mul(2).min(self.max));
+        self.held.grow(Self::OP, target - capacity)?;
+        self.buf.reserve_exact(target - self.buf.len());
+        Ok(())
+    }
 }
 
 #[wasmtime_wasi::async_trait]
 impl OutputStream for BodyWriter {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        const OP: &str = "outgoing-value-write-body-async";
         self.check_open()?;
-        let len = self.buf.len().saturating_add(bytes.len());
-        let grown = if len > self.max {
-            Err(CacheError::op(
-                OP,
-                EngineError::ValueTooLarge { len, max: self.max },
-            ))
-        } else {
-            self.held.grow(OP, bytes.len())
-        };
-        if let Err(err) = grown {
+        if bytes.len() > self.permit {
+            // wasi:io: writing more than `check-write` permitted traps.
+            return Err(StreamError::trap(&format!(
+                "{}: write of {} bytes exceeds the {} bytes check-write permitted",
+                Self::OP,
+                bytes.len(),
+                self.permit
+            )));
+        }
+        self.permit -= bytes.len();
+        if let Err(err) = self.reserve(bytes.len()) {
             self.failed = Some(err.clone());
-            self.buf = BytesMut::new();
+            self.buf = Vec::new();
             self.held.release();
             return Err(StreamError::LastOperationFailed(wasmtime::format_err!(
                 "{err}"
@@ -316,6 +422,7 @@ impl OutputStream for BodyWriter {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         self.check_open()?;
+        self.permit = Self::PERMIT;
         Ok(Self::PERMIT)
     }
 
@@ -328,7 +435,11 @@ impl OutputStream for BodyWriter {
             drop(fill); // abandons the vacancy
             return;
         }
-        let body = self.buf.split().freeze();
+        // The body is kept (and stored) at its length, not its buffer's capacity.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.shrink_to_fit();
+        self.held.shrink_to(buf.capacity());
+        let body = Bytes::from(buf);
         if let Some(fill) = fill {
             // Nobody can receive an error here; the waiters see the value or the hand-off.
             let _ = fill.commit(body.clone()).await;
@@ -340,4 +451,55 @@ impl OutputStream for BodyWriter {
 #[wasmtime_wasi::async_trait]
 impl Pollable for BodyWriter {
     async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream body is charged for its buffer's real capacity while it grows, and for its
+    /// length once complete.
+    #[test]
+    fn stream_bodies_are_charged_at_their_capacity() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut value = OutgoingValue::new();
+        let mut writer = value.write_async(&Limits::default(), &budget).unwrap();
+        for _ in 0..5 {
+            let permit = writer.check_write().unwrap();
+            writer
+                .write(Bytes::from(vec![7; permit.min(30_000)]))
+                .unwrap();
+            let (len, capacity) = (writer.buf.len(), writer.buf.capacity());
+            assert_eq!(budget.used(), capacity, "len {len}");
+            assert!(capacity >= len && capacity <= 2 * len, "{len} {capacity}");
+        }
+        futures::executor::block_on(writer.cancel());
+        assert_eq!(budget.used(), 150_000);
+        let BodySource::Stream(rx) = value.source().unwrap() else {
+            panic!("a stream body")
+        };
+        let body = futures::executor::block_on(BodySource::Stream(rx).resolve()).unwrap();
+        assert_eq!(body.len(), 150_000);
+        drop((value, writer));
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// wasi:io: a write beyond what `check-write` permitted traps; within it, it succeeds.
+    #[test]
+    fn writes_beyond_the_permit_trap() {
+        let budget = MemoryBudget::new(1 << 20);
+        let mut value = OutgoingValue::new();
+        let mut writer = value.write_async(&Limits::default(), &budget).unwrap();
+        assert!(matches!(
+            writer.write(Bytes::from_static(b"x")),
+            Err(StreamError::Trap(_))
+        ));
+        let permit = writer.check_write().unwrap();
+        writer.write(Bytes::from(vec![1; permit - 1])).unwrap();
+        writer.write(Bytes::from_static(b"y")).unwrap();
+        assert!(matches!(
+            writer.write(Bytes::from_static(b"z")),
+            Err(StreamError::Trap(_))
+        ));
+    }
 }

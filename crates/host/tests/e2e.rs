@@ -245,10 +245,13 @@ async fn live_future_cap() {
 async fn memory_budget_bounds_outgoing_bodies() {
     let cache = WasiCacheCtx::builder(backend())
         .limits(TEST_LIMITS)
-        .memory_budget(10_000)
+        .memory_budget(16_000)
         .build();
-    assert_eq!(cache.memory_budget(), 10_000);
+    assert_eq!(cache.memory_budget(), 16_000);
+    let meter = cache.memory_meter();
     scenario("budget", cache, &[]).await;
+    assert!(meter.peak() <= 16_000, "peak {}", meter.peak());
+    assert_eq!(meter.used(), 0);
 }
 
 /// The budget is 64 MiB unless set, and nothing is held before a guest writes.
@@ -423,4 +426,86 @@ async fn guest_built_on_golem_wit_runs_unchanged() {
     for name in ["basic", "errors", "streams", "get-or-set", "futures"] {
         scenario_with(Wit::Golem, name, ctx(&backend()), &[]).await;
     }
+}
+
+/// A guest that reads its waiters' results by spinning on `…-get` or on `pollable.ready`,
+/// never blocking or yielding, still sees all 200 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_polling_guest_sees_every_result() {
+    for scenario in ["busy-poll", "busy-ready"] {
+        let outcome = run(ctx(&backend()), &[scenario, "200"]).await;
+        assert_eq!(outcome.exit, Ok(0), "{scenario}: {outcome:#?}");
+        assert!(
+            outcome.stdout.starts_with("busy-polled 200 waiters"),
+            "{scenario}: {outcome:#?}"
+        );
+    }
+}
+
+/// Runs a hoarding guest with the default limits and memory budget, and checks that the host
+/// refused it with the budget's error before it held more than the budget, by the host's own
+/// accounting; returns how many items the guest kept.
+async fn hoard(args: &[&str], item_bytes: usize) -> usize {
+    let cache = WasiCacheCtx::builder(backend())
+        .namespace(Namespace::new("hoard").unwrap())
+        .build();
+    let meter = cache.memory_meter();
+    let outcome = run(cache, args).await;
+    assert_eq!(outcome.exit, Ok(0), "{outcome:#?}");
+    let line = outcome.stdout.lines().next().unwrap_or_default();
+    let budget = WasiCacheCtx::DEFAULT_MEMORY_BUDGET;
+    assert!(
+        line.contains(", refused: ")
+            && line.contains(&format!("exceed its memory budget of {budget} bytes")),
+        "the guest was never refused: {outcome:#?}"
+    );
+    let kept: usize = line
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    assert!(meter.peak() <= budget, "peak {} > {budget}", meter.peak());
+    assert!(
+        kept <= budget / item_bytes,
+        "kept {kept} of {item_bytes} bytes"
+    );
+    assert!(
+        meter.peak() > budget - 2 * item_bytes - 4096,
+        "the guest stopped well before the budget: peak {}",
+        meter.peak()
+    );
+    assert_eq!(meter.used(), 0, "everything is given back with the store");
+    kept
+}
+
+/// The memory probes of the hardening issue, each of which made `wasi-cache run` grow past
+/// 1.5 GB before the budget covered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hoarding_guests_stay_within_the_memory_budget() {
+    // 1,500 incoming-values of 1 MiB, each overwritten in the cache after it was read.
+    let values = hoard(&["hoard-values", "1500", "1048576"], 1 << 20).await;
+    // 20,000 vacancies on distinct 60,000-byte keys.
+    let vacancies = hoard(&["hoard-vacancies", "20000", "60000"], 60_000).await;
+    // 1,500 buckets with 1 MiB names.
+    let buckets = hoard(&["hoard-buckets", "1500", "1048576"], 1 << 20).await;
+    // 4,000 get-or-set waiters on one 60,000-byte key: their keys are charged too.
+    let waiters = hoard(&["hoard-waiters", "4000", "60000"], 60_000).await;
+    assert!(
+        values > 10 && vacancies > 500 && buckets > 10 && waiters > 500,
+        "{values} {vacancies} {buckets} {waiters}"
+    );
+}
+
+/// Writing more than `check-write` permitted traps the guest, as wasi:io specifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_beyond_check_write_traps() {
+    let outcome = run(ctx(&backend()), &["overwrite-permit"]).await;
+    let trap = outcome.exit.as_ref().expect_err("the guest must trap");
+    assert!(
+        trap.contains("write of 65537 bytes exceeds the 65536 bytes check-write permitted"),
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.stdout, "permit 65536\n", "{outcome:#?}");
 }

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::runtime::Handle;
 use wasi_cache_engine::{
     Backend, BoxFuture, Error, GetOrSet, Limits, Namespace, Result, Stats, VacancySlot,
 };
 
 use crate::config::RedisConfig;
+use crate::connection::{Commands, client};
 use crate::counters::Counters;
 use crate::errors::{is_connection_error, map_redis_error, timeout_error};
 use crate::keys::Keys;
@@ -24,10 +24,15 @@ use crate::scripts::{ABANDON, CLAIM, STORE};
 /// waiters read them back (a TTL-0 fill is always published inline: it is never stored).
 const INLINE_PUBLISH_MAX: usize = 256 << 10;
 
+/// The longest expiry the backend asks Redis for, in ms (about 139 years): Redis refuses an
+/// expiry whose deadline overflows its clock, so longer TTLs and vacancy timeouts are clamped.
+const MAX_PX: u128 = 1 << 42;
+
 /// A cache backend on a Redis server (6 or later), shareable across hosts.
 ///
-/// Cheap to clone; every clone shares one multiplexed connection (reconnected by itself), one
-/// pub/sub connection and the local rendezvous state. Must be created inside a Tokio runtime.
+/// Cheap to clone; every clone shares one multiplexed command connection and one pub/sub
+/// connection (both health-checked and reconnected by themselves) and the local rendezvous
+/// state. Must be created inside a Tokio runtime.
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -35,8 +40,10 @@ pub struct RedisBackend {
 
 /// The state behind a [`RedisBackend`].
 pub(crate) struct Inner {
-    conn: ConnectionManager,
+    commands: Arc<Commands>,
     pub(crate) pubsub: PubSub,
+    /// The database the URL selects: part of every channel name.
+    pub(crate) db: i64,
     pub(crate) flights: Flights,
     pub(crate) counters: Arc<Counters>,
     pub(crate) config: RedisConfig,
@@ -72,36 +79,34 @@ pub(crate) enum Claim {
 }
 
 impl RedisBackend {
-    /// Connects to `config.url` and checks the server answers (PING) within the op timeout.
+    /// Connects to `config.url`, checks the server answers (PING), that the user may PUBLISH
+    /// and SUBSCRIBE the backend's channels, and that the pub/sub connection is up, each within
+    /// the op timeout.
     ///
-    /// Fails with `Error::InvalidConfig` for a malformed URL and `Error::Unavailable` or
-    /// `Error::Timeout` when the server cannot be reached.
+    /// Fails with `Error::InvalidConfig` for a malformed URL or an ACL user without the channel
+    /// rights (the message names what to grant), and `Error::Unavailable` or `Error::Timeout`
+    /// when the server cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let backend = Self::connect_lazy(config)?;
         backend.ping().await?;
+        crate::acl::check_channel_rights(&backend.inner).await?;
+        backend.inner.pubsub.connected().await?;
         Ok(backend)
     }
 
     /// Builds the backend without contacting the server; the first operations connect (and
     /// fail with `Error::Unavailable` while the server is unreachable).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::InvalidConfig(format!("invalid Redis URL {:?}: {e}", config.url))
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.op_timeout))
-            .set_response_timeout(Some(config.op_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)
-            .map_err(|e| Error::InvalidConfig(format!("Redis connection settings: {e}")))?;
+        let client = client(&config.url, config.op_timeout)?;
+        let db = client.get_connection_info().redis_settings().db();
         let counters = Arc::new(Counters::default());
+        let commands = Commands::start(client.clone(), config.op_timeout, counters.clone())?;
         let pubsub = PubSub::start(client, config.op_timeout, counters.clone());
         Ok(Self {
             inner: Arc::new(Inner {
-                conn,
+                commands,
                 pubsub,
+                db,
                 flights: Flights::default(),
                 counters,
                 config,
@@ -113,7 +118,7 @@ impl RedisBackend {
 
     /// Checks the server answers within the op timeout.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.conn();
         self.inner
             .op(redis::cmd("PING").query_async::<()>(&mut conn))
             .await
@@ -126,6 +131,30 @@ impl RedisBackend {
 }
 
 impl Inner {
+    /// The client the backend's connections are made with.
+    pub(crate) fn client(&self) -> &redis::Client {
+        self.commands.client()
+    }
+
+    /// A handle on the command connection.
+    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
+        self.commands.get()
+    }
+
+    /// The names of `key` in `ns` (on this backend's database).
+    pub(crate) fn keys(&self, ns: &Namespace, key: &[u8]) -> Keys {
+        Keys::new(self.db, ns, key)
+    }
+
+    /// Marks the command connection broken (the next success is a reconnect) and asks for a
+    /// health check now.
+    fn connection_failed(&self) {
+        self.counters
+            .broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.commands.suspect();
+    }
+
     /// Runs one Redis command (one round trip), bounded by the op timeout.
     async fn op<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
         let _in_flight = InFlight::enter(&self.in_flight);
@@ -136,16 +165,12 @@ impl Inner {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 if is_connection_error(&e) {
-                    self.counters
-                        .broken
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.connection_failed();
                 }
                 Err(map_redis_error(&e))
             }
             Err(_) => {
-                self.counters
-                    .broken
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.connection_failed();
                 Err(timeout_error(limit))
             }
         };
@@ -162,12 +187,8 @@ impl Inner {
 
     /// Runs the claim script with `token`.
     pub(crate) async fn claim(&self, keys: &Keys, token: &str) -> Result<Claim> {
-        let mut conn = self.conn.clone();
-        let px = self
-            .config
-            .vacancy_timeout
-            .as_millis()
-            .clamp(1, i64::MAX as u128) as i64;
+        let mut conn = self.conn();
+        let px = self.config.vacancy_timeout.as_millis().clamp(1, MAX_PX) as i64;
         let reply: redis::Value = self
             .op(CLAIM
                 .key(&keys.value)
@@ -213,7 +234,7 @@ impl Inner {
             None => String::new(),
             Some(d) if d.is_zero() => "0".to_owned(),
             // Round up: a non-zero TTL below 1 ms must not become "never visible".
-            Some(d) => d.as_millis().clamp(1, i64::MAX as u128).to_string(),
+            Some(d) => d.as_millis().clamp(1, MAX_PX).to_string(),
         };
         let zero = ttl.is_some_and(|d| d.is_zero());
         let inline = if zero || value.len() <= INLINE_PUBLISH_MAX {
@@ -221,7 +242,7 @@ impl Inner {
         } else {
             "0"
         };
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _owned: i64 = self
             .op(STORE
                 .key(&keys.value)
@@ -242,7 +263,7 @@ impl Inner {
 
     /// Releases an abandoned vacancy's lock if still ours and wakes the waiters.
     async fn abandon(&self, keys: &Keys, token: &str) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let result: Result<i64> = self
             .op(ABANDON
                 .key(&keys.lock)
@@ -264,7 +285,7 @@ impl Backend for RedisBackend {
     async fn get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
-        let mut conn = inner.conn.clone();
+        let mut conn = inner.conn();
         let value: Option<Vec<u8>> = inner
             .op(redis::cmd("GET")
                 .arg(Keys::value_key(ns, key))
@@ -281,7 +302,7 @@ impl Backend for RedisBackend {
     async fn exists(&self, ns: &Namespace, key: &[u8]) -> Result<bool> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
-        let mut conn = inner.conn.clone();
+        let mut conn = inner.conn();
         let n: i64 = inner
             .op(redis::cmd("EXISTS")
                 .arg(Keys::value_key(ns, key))
@@ -305,13 +326,13 @@ impl Backend for RedisBackend {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
         inner.config.limits.check_value(value.len())?;
-        inner.store(&Keys::new(ns, key), "", &value, ttl).await
+        inner.store(&inner.keys(ns, key), "", &value, ttl).await
     }
 
     async fn delete(&self, ns: &Namespace, key: &[u8]) -> Result<()> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
-        let mut conn = inner.conn.clone();
+        let mut conn = inner.conn();
         inner
             .op(redis::cmd("DEL")
                 .arg(Keys::value_key(ns, key))
@@ -322,16 +343,16 @@ impl Backend for RedisBackend {
 
     async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet> {
         self.inner.config.limits.check_key(key)?;
-        self.inner.get_or_set(Keys::new(ns, key)).await
+        self.inner.get_or_set(self.inner.keys(ns, key)).await
     }
 
     async fn settle(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.inner.in_flight.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let drained = async {
+            while self.inner.in_flight.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, drained).await;
     }
 
     fn stats(&self) -> Stats {

@@ -1,20 +1,34 @@
 //! The Redis key layout: one value key, one lock key and one pub/sub channel per cache key.
 //!
-//! For namespace `ns` and key `k`, with `<enc>` = [`Namespace::encode_key`] (`len(ns) ‖ ns ‖ k`,
-//! injective, binary):
-//! - value: `wc:{<enc>}`
-//! - lock: `wc:{<enc>}:lock` (a random token, with the vacancy timeout as its PX)
-//! - channel: `wc:{<enc>}:ch` (PUBLISHed on by fills, plain sets while a lock exists, and
-//!   abandons)
+//! For namespace `ns` and key `k` in the database `db` of the URL, with `<enc>` =
+//! [`Namespace::encode_key`] (`len(ns) ‖ ns ‖ k`, injective, binary) and `<tag>` = the 16
+//! lowercase hex digits of FNV-1a-64(`<enc>`):
+//! - value: `wc:{<tag>}v<enc>`
+//! - lock: `wc:{<tag>}l<enc>` (a random token, with the vacancy timeout as its PX)
+//! - channel: `wc:{<tag>}c<db>:<enc>` (`<db>` in decimal; PUBLISHed on by fills, plain sets
+//!   while a lock exists, and abandons)
+//! - probe channel: `wc:{<tag of the empty string>}c<db>:`, subscribed and published once at
+//!   connect to check the ACL; no key's channel, since `<enc>` is never empty.
 //!
-//! The three names differ only after the closing `}` of the value key, so no two cache keys share
-//! any of them, and no value key equals another key's lock or channel (a value key always ends
-//! with the `}` that closes its tag; a lock and a channel never end with `}`). Redis Cluster hashes
-//! the bytes between the first `{` and the first `}` after it: if `<enc>` itself contains `}`, the
-//! hash tag is a prefix of `<enc>`, but it is the same prefix for all three names, so a key's
-//! value, lock and channel always map to one slot and the Lua scripts touching them stay legal.
+//! **Hash tag.** Redis Cluster hashes the bytes between the first `{` and the first `}` after it.
+//! `wc:` holds no brace and `<tag>` is hex, so the tag of every name is exactly `<tag>`: never
+//! empty, and the same for a key's value, lock and channel whatever the namespace (any length
+//! up to [`MAX_NAMESPACE_LEN`](wasi_cache_engine::MAX_NAMESPACE_LEN)) and the key bytes hold, so
+//! the Lua scripts touching the three stay in one slot, and keys spread over all slots.
+//!
+//! **Injective.** After the fixed 20-byte head `wc:{<tag>}` comes one kind byte (`v`, `l`, `c`),
+//! then `<enc>` (values, locks) or `<db>:<enc>` (channels; decimal digits end at the `:`). As
+//! `<enc>` is injective, no two cache keys share a name, and a value key never equals a lock or
+//! a channel.
+//!
+//! **Databases.** Keys live in the URL's database, so two databases never share a value or a
+//! lock; channels are server-wide in Redis, which is why they carry `<db>`: a fill in db 0 never
+//! reaches a waiter in db 1.
 
 use wasi_cache_engine::Namespace;
+
+/// What every name the backend uses starts with (the ACL patterns `~wc:*` and `&wc:*`).
+pub(crate) const PREFIX: &str = "wc:";
 
 /// The Redis names of one cache key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,67 +42,47 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// The names for `key` in `ns`.
-    pub(crate) fn new(ns: &Namespace, key: &[u8]) -> Self {
-        let mut value = Vec::with_capacity(5 + ns.encoded_len(key));
-        value.extend_from_slice(b"wc:{");
-        ns.encode_key_into(key, &mut value);
-        value.push(b'}');
-        let mut lock = Vec::with_capacity(value.len() + 5);
-        lock.extend_from_slice(&value);
-        lock.extend_from_slice(b":lock");
-        let mut channel = Vec::with_capacity(value.len() + 3);
-        channel.extend_from_slice(&value);
-        channel.extend_from_slice(b":ch");
+    /// The names for `key` in `ns`, on database `db`.
+    pub(crate) fn new(db: i64, ns: &Namespace, key: &[u8]) -> Self {
+        let enc = ns.encode_key(key);
         Self {
-            value,
-            lock,
-            channel,
+            value: name(&enc, b"v", &enc),
+            lock: name(&enc, b"l", &enc),
+            channel: name(&enc, format!("c{db}:").as_bytes(), &enc),
         }
     }
 
     /// Only the value key, for the plain operations that need nothing else.
     pub(crate) fn value_key(ns: &Namespace, key: &[u8]) -> Vec<u8> {
-        let mut value = Vec::with_capacity(5 + ns.encoded_len(key));
-        value.extend_from_slice(b"wc:{");
-        ns.encode_key_into(key, &mut value);
-        value.push(b'}');
-        value
+        let enc = ns.encode_key(key);
+        name(&enc, b"v", &enc)
     }
+
+    /// The channel the connect-time ACL check subscribes and publishes on, for database `db`.
+    pub(crate) fn probe_channel(db: i64) -> Vec<u8> {
+        name(b"", format!("c{db}:").as_bytes(), b"")
+    }
+}
+
+/// `wc:{<tag of enc>}` ‖ `kind` ‖ `rest`.
+fn name(enc: &[u8], kind: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PREFIX.len() + 18 + kind.len() + rest.len());
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.push(b'{');
+    out.extend_from_slice(format!("{:016x}", fnv1a64(enc)).as_bytes());
+    out.push(b'}');
+    out.extend_from_slice(kind);
+    out.extend_from_slice(rest);
+    out
+}
+
+/// FNV-1a, 64 bits: a stable hash (every host and version computes the same tag).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The cluster hash tag: the bytes between the first `{` and the first `}` after it.
-    fn hash_tag(key: &[u8]) -> &[u8] {
-        let open = key.iter().position(|&b| b == b'{').unwrap();
-        let close = key[open + 1..].iter().position(|&b| b == b'}').unwrap();
-        &key[open + 1..open + 1 + close]
-    }
-
-    #[test]
-    fn layout_and_shared_hash_tag() {
-        let ns = Namespace::new("a}b").unwrap();
-        let keys = Keys::new(&ns, b"k}{");
-        assert_eq!(keys.value, b"wc:{\x03a}bk}{}");
-        assert_eq!(keys.lock, b"wc:{\x03a}bk}{}:lock");
-        assert_eq!(keys.channel, b"wc:{\x03a}bk}{}:ch");
-        assert_eq!(Keys::value_key(&ns, b"k}{"), keys.value);
-        assert_eq!(hash_tag(&keys.value), b"\x03a");
-        assert_eq!(hash_tag(&keys.lock), hash_tag(&keys.value));
-        assert_eq!(hash_tag(&keys.channel), hash_tag(&keys.value));
-    }
-
-    #[test]
-    fn value_keys_never_equal_other_names() {
-        // A key whose bytes spell out another key's lock suffix still gets a distinct value key.
-        let ns = Namespace::new("n").unwrap();
-        let plain = Keys::new(&ns, b"k");
-        let tricky = Keys::new(&ns, b"k}:lock");
-        assert_ne!(tricky.value, plain.lock);
-        assert_ne!(tricky.value, plain.channel);
-        assert!(tricky.value.ends_with(b"}"));
-    }
-}
+#[path = "keys_tests.rs"]
+mod tests;

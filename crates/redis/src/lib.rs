@@ -4,14 +4,51 @@
 //! [`Backend`](wasi_cache_engine::Backend) contract on a Redis server (6 or later) with
 //! redis-rs, so several hosts can share one cache, and rendezvous on one key across hosts.
 //!
-//! ## Data
-//! Values are stored binary-safe under `wc:{<enc>}`, where `<enc>` is
-//! [`Namespace::encode_key`](wasi_cache_engine::Namespace::encode_key) (`len(ns) ‖ ns ‖ key`),
-//! so no two (namespace, key) pairs collide; see the `keys` module for the lock and channel
-//! names and why all three share one cluster slot. TTLs are set with `PX` (milliseconds, a
-//! non-zero TTL below 1 ms is rounded up); `Some(0)` deletes the key (never visible), `None`
-//! stores without expiry. Expiry and eviction are Redis's own, so the `evictions`,
-//! `expirations`, `entries` and `bytes` counters stay 0.
+//! ## What the backend writes
+//! Every key and channel starts with `wc:`. For a (namespace, key) pair, with `<enc>` =
+//! [`Namespace::encode_key`](wasi_cache_engine::Namespace::encode_key) (`len(ns) ‖ ns ‖ key`,
+//! binary), `<tag>` = 16 hex digits of a stable hash (FNV-1a-64) of `<enc>`, and `<db>` the
+//! database number of the URL in decimal:
+//!
+//! | name | kind | holds |
+//! | --- | --- | --- |
+//! | `wc:{<tag>}v<enc>` | string key | the value |
+//! | `wc:{<tag>}l<enc>` | string key | a vacancy's lock: a random token, expiring after the vacancy timeout |
+//! | `wc:{<tag>}c<db>:<enc>` | channel | fills, sets while a lock exists, abandons (`v<value>`, `c`, `a`) |
+//! | `wc:{<tag of "">}c<db>:` | channel | one `probe` PUBLISH and a SUBSCRIBE/UNSUBSCRIBE at connect (the ACL check) |
+//!
+//! No two (namespace, key) pairs share a name, and a value key never equals another pair's lock
+//! or channel. The hash tag `{<tag>}` is never empty and is the same for a key's value, lock and
+//! channel, whatever the namespace (any length) and the key hold: the three stay in one cluster
+//! slot (the scripts touching them stay legal), and keys spread over all slots. The backend
+//! writes nothing else (no index, no bookkeeping keys). Values are binary-safe; TTLs are set with
+//! `PX` (milliseconds, a non-zero TTL below 1 ms is rounded up); `Some(0)` deletes the key (never
+//! visible), `None` stores without expiry. Expiry and eviction are Redis's own, so the
+//! `evictions`, `expirations`, `entries` and `bytes` counters stay 0. (This layout replaced
+//! `wc:{<enc>}`, `…:lock`, `…:ch`: do not mix hosts of both layouts on one database.)
+//!
+//! ## Isolation
+//! Two backends share values exactly when they use the same server, database and namespace.
+//! Keys live in the URL's database, so other databases never see them; channels are server-wide
+//! in Redis, so their names carry the database number: a fill in database 0 never wakes a waiter
+//! in database 1. Namespaces are part of every name (injectively), so they never mix either.
+//! Isolation from *other* clients of the server (which could read or overwrite `wc:*`) is the
+//! ACL's job: see below.
+//!
+//! ## Redis ACL
+//! [`RedisBackend::connect`] checks that the user may PUBLISH and SUBSCRIBE its channels and
+//! otherwise fails with one `Error::InvalidConfig` naming the rights to grant (a Redis 7 user
+//! created without channel rights, `resetchannels` being the default, would otherwise see every
+//! fill fail with `NOPERM` after storing its value). The whole of what the backend needs is
+//! [`ACL_RULES`]:
+//!
+//! ```text
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select
+//! ```
+//!
+//! (`+select` only for a database other than 0; the scripts call `GET`, `SET`, `DEL`, `PTTL`
+//! and `PUBLISH`; redis-rs's `CLIENT SETINFO` at connect may be refused harmlessly.) Redis 6's
+//! default user, without ACL, has all of it.
 //!
 //! ## Rendezvous
 //! `get_or_set` runs a claim script that atomically returns the value or takes a lock
@@ -22,23 +59,44 @@
 //! the waiters race their claim and exactly one wins. Waiters subscribe before they re-claim and
 //! then wait for a message or the lock's remaining lifetime (a crashed holder's lock expires
 //! after the vacancy timeout). In one backend, callers of one key share one claim (local
-//! single-flight), and one pub/sub connection serves all waiters.
+//! single-flight), and one pub/sub connection serves all waiters: subscriptions are batched
+//! (up to 1,000 channels per SUBSCRIBE, several in flight), so concurrent waiters share round
+//! trips and no subscriber waits behind another's.
+//!
+//! ## Connections
+//! A backend holds two connections: a multiplexed one for commands and one for pub/sub. Both
+//! use TCP keepalive (idle time and interval of one op timeout, at least 1 s, 2 probes) and a
+//! `TCP_USER_TIMEOUT` of twice the op timeout (at least 1 s), and both are PINGed every op
+//! timeout: a connection whose command or PING gets no answer within the op timeout is replaced,
+//! so one that died silently (a failover or a NAT drop, without a reset) is gone within about
+//! twice the op timeout. After a new pub/sub connection, every channel still waited on is
+//! subscribed again in batches (each within the op timeout), and its waiters re-check their key.
+//! A waiter whose re-check fails for want of a connection keeps trying until the lock it saw
+//! last would have expired, so it rides out a replaced connection.
 //!
 //! ## Faults
 //! Every Redis command is bounded by [`RedisConfig::op_timeout`] (2 s by default); an
 //! unreachable server gives `Error::Unavailable` or `Error::Timeout`, never a hang, and the
-//! backend reconnects by itself. Nothing is reported stored unless Redis confirmed it.
+//! backend reconnects by itself. Nothing is reported stored unless Redis confirmed it. The
+//! converse does not hold: a `set` or fill that timed out on the client may still reach Redis
+//! later (it was sent, only its answer is missing) and then overwrite a value stored after it;
+//! the cache is weakly consistent, and a caller that needs a value it just set should read it
+//! back.
 
 #![warn(missing_docs)]
 
+mod acl;
 mod backend;
 mod config;
+mod connection;
 mod counters;
+mod dispatcher;
 mod errors;
 mod keys;
 mod pubsub;
 mod rendezvous;
 mod scripts;
 
+pub use acl::ACL_RULES;
 pub use backend::RedisBackend;
 pub use config::RedisConfig;

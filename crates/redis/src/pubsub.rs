@@ -1,29 +1,36 @@
-//! The one dedicated pub/sub connection of a backend and its dispatcher task.
+//! The one dedicated pub/sub connection of a backend: its channel table and the subscribe API.
 //!
-//! Local waiters subscribe to a key's channel through [`PubSub::subscribe`]; the first local
-//! subscriber of a channel sends SUBSCRIBE (and waits for the server's confirmation, so a waiter
-//! that re-checks after subscribing never misses a notification), the last one to leave sends
-//! UNSUBSCRIBE. The dispatcher task reads every message and fans it out to the channel's local
-//! subscribers through a `watch` (latest event wins: waiters only need to know that something
-//! happened, or the value that was published). When the connection drops, the dispatcher wakes
-//! every subscriber (so each re-checks the key) and reconnects by itself with a short back-off,
-//! resubscribing every channel that still has local subscribers.
+//! Local waiters subscribe to a key's channel through [`PubSub::subscribe`]. Callers never talk
+//! to the connection themselves: they record their interest in the channel table and wait (at
+//! most one op timeout) until the server confirmed the channel on the current connection. The
+//! dispatcher (see the `dispatcher` module) sends what the table asks for, pending channels
+//! batched into SUBSCRIBE/UNSUBSCRIBE commands of up to [`BATCH`] channels, several commands in
+//! flight at once, so concurrent subscribers share round trips instead of queueing behind one
+//! another's. A channel is never in two commands at once, so SUBSCRIBE and UNSUBSCRIBE of one
+//! channel reach the server in the order the table decided them.
+//!
+//! Events fan out to a channel's local subscribers through a `watch` (latest event wins: waiters
+//! only need to know that something happened, or the value that was published). When the
+//! connection drops, every subscriber is told `Changed` (so each re-checks its key) and every
+//! channel still wanted is subscribed again on the next connection, in batches, and told
+//! `Changed` once more when confirmed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use parking_lot::Mutex;
-use redis::aio::{PubSubSink, PubSubStream};
-use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use wasi_cache_engine::Result;
+use wasi_cache_engine::{Error, Result};
 
 use crate::counters::Counters;
-use crate::errors::{map_redis_error, timeout_error};
+use crate::dispatcher::dispatch;
+use crate::errors::timeout_error;
+
+/// Most channels in one SUBSCRIBE or UNSUBSCRIBE command.
+pub(crate) const BATCH: usize = 1_000;
 
 /// What last happened on a channel, as its local subscribers see it.
 #[derive(Debug, Clone, Default)]
@@ -37,27 +44,161 @@ pub(crate) enum Event {
     Changed,
 }
 
+/// Where a channel stands on the current connection.
+#[derive(Debug, Clone)]
+pub(crate) enum Status {
+    /// Not subscribed, and no command about it in flight.
+    Idle,
+    /// A SUBSCRIBE naming it is in flight.
+    Subscribing,
+    /// The server confirmed the subscription.
+    Subscribed,
+    /// An UNSUBSCRIBE naming it is in flight.
+    Unsubscribing,
+    /// The server refused to subscribe it (e.g. `NOPERM`); retried when someone subscribes anew.
+    Refused(Error),
+}
+
 /// One channel's local subscribers.
-struct Channel {
+pub(crate) struct Channel {
     /// Local subscriptions alive.
-    refs: usize,
-    /// Whether the server confirmed the subscription on the current connection.
-    subscribed: bool,
+    pub(crate) refs: usize,
+    pub(crate) status: Status,
+    /// Whether it is in [`Table::pending`].
+    queued: bool,
     /// Where the dispatcher posts the channel's events.
-    events: watch::Sender<Event>,
+    pub(crate) events: watch::Sender<Event>,
+}
+
+/// The channels and what the dispatcher must do about them.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub(crate) channels: HashMap<Vec<u8>, Channel>,
+    /// Channels whose subscription may need a command (checked when taken).
+    pending: VecDeque<Vec<u8>>,
+    /// Whether a pub/sub connection is up.
+    pub(crate) connected: bool,
+}
+
+/// Which command a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// SUBSCRIBE.
+    Subscribe,
+    /// UNSUBSCRIBE.
+    Unsubscribe,
+}
+
+impl Table {
+    /// Puts `channel` in the dispatcher's queue (once).
+    fn queue(&mut self, channel: &[u8]) {
+        if let Some(c) = self.channels.get_mut(channel)
+            && !c.queued
+        {
+            c.queued = true;
+            self.pending.push_back(channel.to_vec());
+        }
+    }
+
+    /// Queues every channel (a new connection subscribes all that are wanted).
+    pub(crate) fn queue_all(&mut self) {
+        let names: Vec<Vec<u8>> = self.channels.keys().cloned().collect();
+        for name in names {
+            self.queue(&name);
+        }
+    }
+
+    /// The connection dropped: nothing is subscribed any more; subscribers re-check their key.
+    pub(crate) fn disconnected(&mut self) {
+        self.connected = false;
+        self.pending.clear();
+        self.channels.retain(|_, c| c.refs > 0);
+        for c in self.channels.values_mut() {
+            c.status = Status::Idle;
+            c.queued = false;
+            c.events.send_replace(Event::Changed);
+        }
+    }
+
+    /// Takes up to [`BATCH`] channels that need `kind`, marking them in flight; drops channels
+    /// nobody wants any more.
+    pub(crate) fn take(&mut self, kind: Kind) -> Vec<Vec<u8>> {
+        let mut batch = Vec::new();
+        let mut other = VecDeque::new();
+        while batch.len() < BATCH
+            && let Some(name) = self.pending.pop_front()
+        {
+            let Some(c) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            let wanted = c.refs > 0;
+            let needs = match (&c.status, wanted) {
+                (Status::Idle, true) => Some(Kind::Subscribe),
+                (Status::Subscribed, false) => Some(Kind::Unsubscribe),
+                (Status::Idle | Status::Refused(_), false) => {
+                    self.channels.remove(&name);
+                    continue;
+                }
+                _ => None,
+            };
+            match needs {
+                Some(k) if k == kind => {
+                    c.queued = false;
+                    c.status = match kind {
+                        Kind::Subscribe => Status::Subscribing,
+                        Kind::Unsubscribe => Status::Unsubscribing,
+                    };
+                    batch.push(name);
+                }
+                Some(_) => other.push_back(name),
+                None => c.queued = false,
+            }
+        }
+        // The other kind's channels keep their place for the next batch.
+        while let Some(name) = other.pop_back() {
+            self.pending.push_front(name);
+        }
+        batch
+    }
+
+    /// The server answered a batch: `Ok` confirmed it, `Err` refused it.
+    pub(crate) fn settle(&mut self, kind: Kind, batch: &[Vec<u8>], outcome: Result<()>) {
+        for name in batch {
+            let Some(c) = self.channels.get_mut(name) else {
+                continue;
+            };
+            c.status = match (&outcome, kind) {
+                (Ok(()), Kind::Subscribe) => {
+                    // Whatever was published before the subscription is unseen: re-check.
+                    c.events.send_replace(Event::Changed);
+                    Status::Subscribed
+                }
+                (Err(e), Kind::Subscribe) => Status::Refused(e.clone()),
+                (_, Kind::Unsubscribe) => Status::Idle,
+            };
+            self.queue(name);
+        }
+    }
 }
 
 /// State shared by the backend, its subscriptions and the dispatcher.
-struct Shared {
-    client: redis::Client,
-    op_timeout: Duration,
-    counters: Arc<Counters>,
-    runtime: Handle,
-    channels: Mutex<HashMap<Vec<u8>, Channel>>,
-    /// The sending half of the current connection; `None` while disconnected. Held across
-    /// SUBSCRIBE/UNSUBSCRIBE so that they reach the server in order.
-    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+pub(crate) struct Shared {
+    pub(crate) client: redis::Client,
+    pub(crate) op_timeout: Duration,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) table: Mutex<Table>,
+    /// Wakes the dispatcher's writer: the table has work.
+    pub(crate) work: Arc<Notify>,
+    /// Bumped whenever the table's statuses change: subscribers waiting for their channel look.
+    pub(crate) progress: watch::Sender<u64>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Tells waiting subscribers that statuses changed.
+    pub(crate) fn progressed(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl Drop for Shared {
@@ -74,6 +215,11 @@ pub(crate) struct PubSub {
     shared: Arc<Shared>,
 }
 
+/// The error of a subscribe while the pub/sub connection is down.
+fn down() -> Error {
+    Error::Unavailable("the Redis pub/sub connection is down (reconnecting)".into())
+}
+
 impl PubSub {
     /// Starts the dispatcher; it connects (and reconnects) in the background, so a backend can
     /// be built while Redis is down.
@@ -86,62 +232,85 @@ impl PubSub {
             client,
             op_timeout,
             counters,
-            runtime: Handle::current(),
-            channels: Mutex::new(HashMap::new()),
-            sink: tokio::sync::Mutex::new(None),
+            table: Mutex::new(Table::default()),
+            work: Arc::new(Notify::new()),
+            progress: watch::Sender::new(0),
             dispatcher: Mutex::new(None),
         });
-        let task = tokio::spawn(dispatch(Arc::downgrade(&shared)));
+        let task = tokio::spawn(dispatch(Arc::downgrade(&shared), shared.work.clone()));
         *shared.dispatcher.lock() = Some(task);
         Self { shared }
     }
 
-    /// Subscribes to `channel`, returning once the server confirmed it (or an error when the
-    /// pub/sub connection is down).
+    /// Waits (at most one op timeout) until the pub/sub connection is up.
+    pub(crate) async fn connected(&self) -> Result<()> {
+        self.wait(|table| table.connected.then_some(Ok(()))).await
+    }
+
+    /// Subscribes to `channel`, returning once the server confirmed it; fails at once while the
+    /// connection is down, and after one op timeout without a confirmation.
     pub(crate) async fn subscribe(&self, channel: &[u8]) -> Result<Subscription> {
         let shared = &self.shared;
-        let (events, subscribed) = {
-            let mut channels = shared.channels.lock();
-            let entry = channels.entry(channel.to_vec()).or_insert_with(|| Channel {
-                refs: 0,
-                subscribed: false,
-                events: watch::Sender::new(Event::Nothing),
-            });
-            entry.refs += 1;
-            (entry.events.subscribe(), entry.subscribed)
+        let events = {
+            let mut table = shared.table.lock();
+            let c = table
+                .channels
+                .entry(channel.to_vec())
+                .or_insert_with(|| Channel {
+                    refs: 0,
+                    status: Status::Idle,
+                    queued: false,
+                    events: watch::Sender::new(Event::Nothing),
+                });
+            c.refs += 1;
+            if matches!(c.status, Status::Refused(_)) {
+                c.status = Status::Idle;
+            }
+            let idle = matches!(c.status, Status::Idle);
+            let events = c.events.subscribe();
+            if idle {
+                table.queue(channel);
+            }
+            events
         };
         let subscription = Subscription {
             shared: shared.clone(),
             channel: channel.to_vec(),
             events,
         };
-        if subscribed {
-            return Ok(subscription);
-        }
-        let mut sink = shared.sink.lock().await;
-        if shared
-            .channels
-            .lock()
-            .get(channel)
-            .is_some_and(|c| c.subscribed)
-        {
-            return Ok(subscription);
-        }
-        let Some(conn) = sink.as_mut() else {
-            return Err(wasi_cache_engine::Error::Unavailable(
-                "the Redis pub/sub connection is down (reconnecting)".into(),
-            ));
-        };
-        Counters::bump(&shared.counters.round_trips);
-        match tokio::time::timeout(shared.op_timeout, conn.subscribe(channel)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(map_redis_error(&e)),
-            Err(_) => return Err(timeout_error(shared.op_timeout)),
-        }
-        if let Some(c) = shared.channels.lock().get_mut(channel) {
-            c.subscribed = true;
-        }
+        shared.work.notify_one();
+        self.wait(|table| {
+            if !table.connected {
+                return Some(Err(down()));
+            }
+            match &table.channels.get(channel)?.status {
+                Status::Subscribed => Some(Ok(())),
+                Status::Refused(e) => Some(Err(e.clone())),
+                _ => None,
+            }
+        })
+        .await?;
         Ok(subscription)
+    }
+
+    /// Waits (at most one op timeout) until `check` has an answer; it is asked now and after
+    /// each change of the table.
+    async fn wait(&self, check: impl Fn(&Table) -> Option<Result<()>>) -> Result<()> {
+        let shared = &self.shared;
+        let mut progress = shared.progress.subscribe();
+        let answer = async {
+            loop {
+                if let Some(answer) = check(&shared.table.lock()) {
+                    return answer;
+                }
+                if progress.changed().await.is_err() {
+                    return Err(down());
+                }
+            }
+        };
+        tokio::time::timeout(shared.op_timeout, answer)
+            .await
+            .unwrap_or_else(|_| Err(timeout_error(shared.op_timeout)))
     }
 }
 
@@ -161,132 +330,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let last = {
-            let mut channels = self.shared.channels.lock();
-            match channels.get_mut(&self.channel) {
-                Some(c) => {
-                    c.refs -= 1;
-                    c.refs == 0
-                }
-                None => false,
-            }
-        };
-        if !last {
-            return;
-        }
-        let shared = self.shared.clone();
-        let channel = std::mem::take(&mut self.channel);
-        self.shared.runtime.spawn(async move {
-            let mut sink = shared.sink.lock().await;
-            let was_subscribed = {
-                let mut channels = shared.channels.lock();
-                match channels.get(&channel) {
-                    Some(c) if c.refs == 0 => {
-                        channels.remove(&channel).is_some_and(|c| c.subscribed)
-                    }
-                    _ => return,
-                }
-            };
-            if let (true, Some(conn)) = (was_subscribed, sink.as_mut()) {
-                Counters::bump(&shared.counters.round_trips);
-                // A failure leaves a stray subscription on a connection about to be replaced.
-                let _ = tokio::time::timeout(shared.op_timeout, conn.unsubscribe(&channel)).await;
-            }
-        });
-    }
-}
-
-/// The dispatcher: connect, fan messages out, and on a dropped connection wake everyone and
-/// reconnect, until the backend is dropped.
-async fn dispatch(shared: Weak<Shared>) {
-    let mut first = true;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let Some(stream) = connect(&shared, !first).await else {
+        let mut table = self.shared.table.lock();
+        let Some(c) = table.channels.get_mut(&self.channel) else {
             return;
         };
-        first = false;
-        backoff = Duration::from_millis(50).max(backoff / 4);
-        run(&shared, stream).await;
-        // Disconnected: subscriptions are gone with the connection.
-        let Some(strong) = shared.upgrade() else {
-            return;
-        };
-        *strong.sink.lock().await = None;
-        for c in strong.channels.lock().values_mut() {
-            c.subscribed = false;
-            c.events.send_replace(Event::Changed);
-        }
-        drop(strong);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Connects and resubscribes the channels that have local subscribers, retrying with back-off;
-/// `None` once the backend is gone.
-async fn connect(shared: &Weak<Shared>, reconnect: bool) -> Option<PubSubStream> {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let strong = shared.upgrade()?;
-        let attempt = async {
-            let (mut sink, stream) = strong.client.get_async_pubsub().await?.split();
-            let mut guard = strong.sink.lock().await;
-            let channels: Vec<Vec<u8>> = strong
-                .channels
-                .lock()
-                .iter()
-                .filter(|(_, c)| c.refs > 0)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for channel in &channels {
-                sink.subscribe(channel).await?;
-            }
-            *guard = Some(sink);
-            let mut all = strong.channels.lock();
-            for channel in &channels {
-                if let Some(c) = all.get_mut(channel) {
-                    c.subscribed = true;
-                }
-            }
-            // Whatever was published while disconnected is lost: everyone re-checks.
-            for c in all.values() {
-                c.events.send_replace(Event::Changed);
-            }
-            redis::RedisResult::Ok(stream)
-        };
-        match tokio::time::timeout(strong.op_timeout, attempt).await {
-            Ok(Ok(stream)) => {
-                if reconnect {
-                    Counters::bump(&strong.counters.reconnects);
-                }
-                return Some(stream);
-            }
-            Ok(Err(e)) => tracing::debug!("redis pub/sub connect failed: {e}"),
-            Err(_) => tracing::debug!("redis pub/sub connect timed out"),
-        }
-        drop(strong);
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Fans the connection's messages out until it drops or the backend is gone.
-async fn run(shared: &Weak<Shared>, mut stream: PubSubStream) {
-    while let Some(msg) = stream.next().await {
-        let Some(strong) = shared.upgrade() else {
-            return;
-        };
-        let payload = msg.get_payload_bytes();
-        let event = match payload.split_first() {
-            Some((b'v', value)) => Event::Value(Bytes::copy_from_slice(value)),
-            _ => Event::Changed,
-        };
-        let Ok(channel) = msg.get_channel::<Vec<u8>>() else {
-            continue;
-        };
-        if let Some(c) = strong.channels.lock().get(&channel) {
-            c.events.send_replace(event);
+        c.refs -= 1;
+        if c.refs == 0 {
+            table.queue(&self.channel);
+            drop(table);
+            self.shared.work.notify_one();
         }
     }
 }

@@ -10,6 +10,11 @@
 //! A message carrying a value resolves the flight with it, any other message (an abandon, a large
 //! value, a pub/sub reconnect) triggers a re-claim. A fill or a plain `set` made through this
 //! backend also resolves the key's local flight directly.
+//!
+//! A re-claim that fails for want of a connection (Redis unreachable, or no answer within the op
+//! timeout) does not end the wait: the driver retries (on news from the channel, or every 250 ms)
+//! until the lock it last saw would have expired, and only then fails with that error; so a
+//! waiter rides out a connection being replaced. A first claim fails at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use wasi_cache_engine::{GetOrSet, Result, Vacancy};
+use tokio::time::Instant;
+use wasi_cache_engine::{Error, GetOrSet, Result, Vacancy};
 
 use crate::backend::{Claim, Inner, RedisVacancy};
 use crate::counters::Counters;
@@ -118,6 +124,9 @@ enum Drive {
     Claimed(RedisVacancy),
 }
 
+/// A lock lifetime too long for the clock to add: as good as forever.
+const FOREVER: Duration = Duration::from_secs(1 << 32);
+
 /// The longest sleep between claims while the pub/sub connection is down.
 const RETRY_WITHOUT_PUBSUB: Duration = Duration::from_millis(250);
 
@@ -192,6 +201,9 @@ impl Inner {
         waited: &mut bool,
     ) -> Result<Drive> {
         let mut timed_out = false;
+        // Until when the lock seen last may live: a waiter rides out connection failures until
+        // then (its holder cannot keep the key longer), a first claim fails at once.
+        let mut lock_lives_until: Option<Instant> = None;
         loop {
             // Mark the channel's events seen *before* claiming: anything published after the
             // claim's answer is then noticed.
@@ -202,20 +214,36 @@ impl Inner {
             // The vacancy exists before the claim is sent: if this future is dropped while the
             // claim is in flight, its drop releases a lock the claim may have taken.
             let mut slot = RedisVacancy::new(self.clone(), keys.clone(), new_token());
-            let pttl = match self.claim(keys, slot.token()).await? {
-                Claim::Value(value) => {
+            let pttl = match self.claim(keys, slot.token()).await {
+                Ok(Claim::Value(value)) => {
                     slot.disarm();
                     return Ok(Drive::Value(value));
                 }
-                Claim::Claimed => {
+                Ok(Claim::Claimed) => {
                     if timed_out {
                         Counters::bump(&self.counters.timeouts);
                     }
                     return Ok(Drive::Claimed(slot));
                 }
-                Claim::Locked(pttl) => {
+                Ok(Claim::Locked(pttl)) => {
                     slot.disarm();
+                    let now = Instant::now();
+                    lock_lives_until = Some(now.checked_add(pttl).unwrap_or(now + FOREVER));
                     pttl
+                }
+                Err(e) => {
+                    // `slot` is dropped armed: it releases the lock if the claim took it.
+                    let left = lock_lives_until
+                        .map(|until| until.saturating_duration_since(Instant::now()))
+                        .filter(|left| !left.is_zero() && is_outage(&e));
+                    let Some(left) = left else {
+                        return Err(e);
+                    };
+                    tracing::debug!("redis rendezvous: claim failed, retrying: {e}");
+                    if pause(resolved, events.as_mut(), left.min(RETRY_WITHOUT_PUBSUB)).await {
+                        return Ok(Drive::Resolved);
+                    }
+                    continue;
                 }
             };
             self.note_wait(waited);
@@ -227,10 +255,8 @@ impl Inner {
                     Err(e) => {
                         // Pub/sub is down: fall back to re-claiming on a timer (never tightly).
                         tracing::debug!("redis rendezvous without pub/sub: {e}");
-                        tokio::select! {
-                            biased;
-                            _ = resolved.changed() => return Ok(Drive::Resolved),
-                            () = tokio::time::sleep(wait.min(RETRY_WITHOUT_PUBSUB)) => {}
+                        if pause(resolved, None, wait.min(RETRY_WITHOUT_PUBSUB)).await {
+                            return Ok(Drive::Resolved);
                         }
                         timed_out = wait <= RETRY_WITHOUT_PUBSUB;
                     }
@@ -256,6 +282,33 @@ impl Inner {
                 () = tokio::time::sleep(wait) => timed_out = true,
             }
         }
+    }
+}
+
+/// Whether `e` means Redis could not be reached or did not answer (worth retrying).
+fn is_outage(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(_) | Error::Timeout(_))
+}
+
+/// Waits `limit`, or less if the channel has news; `true` if the flight was resolved meanwhile.
+async fn pause(
+    resolved: &mut watch::Receiver<Option<Result<Bytes>>>,
+    events: Option<&mut watch::Receiver<Event>>,
+    limit: Duration,
+) -> bool {
+    let news = async {
+        match events {
+            Some(events) => {
+                let _ = events.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = resolved.changed() => true,
+        () = news => false,
+        () = tokio::time::sleep(limit) => false,
     }
 }
 

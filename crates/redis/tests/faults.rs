@@ -1,9 +1,11 @@
 //! Redis going away and coming back: errors within the op timeout (never a hang), waiters
 //! released, and the same backend working again after a restart on the same port.
 
+mod support;
+use support::*;
+
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 
@@ -11,36 +13,6 @@ use wasi_cache_redis_server::RedisServer;
 
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 const VACANCY: Duration = Duration::from_secs(1);
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
-
-/// Whether `e` is one of the errors an unreachable server must give.
-fn is_outage(e: &Error) -> bool {
-    matches!(e, Error::Unavailable(_) | Error::Timeout(_))
-}
-
-/// Retries `op` until it succeeds or `limit` passes.
-async fn eventually<T, F, Fut>(limit: Duration, mut op: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = wasi_cache_engine::Result<T>>,
-{
-    let start = Instant::now();
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) => {
-                assert!(
-                    start.elapsed() < limit,
-                    "still failing after {limit:?}: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_gives_prompt_errors_and_restart_recovers() {
@@ -58,10 +30,10 @@ async fn outage_gives_prompt_errors_and_restart_recovers() {
 
     // A rendezvous in progress when the server dies: the waiter on `c` is released within the
     // vacancy timeout (plus an op timeout for its last claim), with an error.
-    let holder = match a.get_or_set(&ns, b"pending").await.unwrap() {
-        GetOrSet::Vacant(v) => v,
-        GetOrSet::Occupied(_) => panic!("expected a vacancy"),
-    };
+    let holder = vacant(
+        a.get_or_set(&ns, b"pending").await.unwrap(),
+        "expected a vacancy",
+    );
     let waiter = {
         let (c, ns) = (c.clone(), ns.clone());
         tokio::spawn(async move { c.get_or_set(&ns, b"pending").await })
@@ -120,10 +92,10 @@ async fn outage_gives_prompt_errors_and_restart_recovers() {
     assert!(a.stats().reconnects >= 1, "{:?}", a.stats());
 
     // The rendezvous (pub/sub included) works again across the two backends.
-    let holder = match eventually(Duration::from_secs(5), || a.get_or_set(&ns, b"after")).await {
-        GetOrSet::Vacant(v) => v,
-        GetOrSet::Occupied(_) => panic!("fresh server: expected a vacancy"),
-    };
+    let holder = vacant(
+        eventually(Duration::from_secs(5), || a.get_or_set(&ns, b"after")).await,
+        "fresh server: expected a vacancy",
+    );
     let waiter = {
         let (c, ns) = (c.clone(), ns.clone());
         tokio::spawn(async move { c.get_or_set(&ns, b"after").await })
@@ -209,4 +181,19 @@ async fn unresponsive_server_times_out_every_caller_promptly() {
         eventually(Duration::from_secs(5), || c.get(&ns, b"present")).await,
         Some(b("v"))
     );
+}
+
+/// Absurdly long durations (as a user might pass them) neither panic nor get refused by Redis:
+/// the backend clamps what it hands the kernel and the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_durations_are_clamped() {
+    let server = RedisServer::start();
+    let c = connect(server.url(), Duration::MAX, Duration::MAX).await;
+    let ns = Namespace::new("huge").unwrap();
+    c.set(&ns, b"k", b("v"), Some(Duration::MAX)).await.unwrap();
+    assert_eq!(c.get(&ns, b"k").await.unwrap(), Some(b("v")));
+    let holder = vacant(c.get_or_set(&ns, b"g").await.unwrap(), "fresh key");
+    holder.fill(b("w"), Some(Duration::MAX)).await.unwrap();
+    assert_eq!(c.get(&ns, b"g").await.unwrap(), Some(b("w")));
+    c.settle(Duration::MAX).await;
 }

@@ -2,6 +2,9 @@
 //! `redis-server`: cross-instance stampede, a crashed holder, namespace isolation, and the
 //! channel bookkeeping of the pub/sub dispatcher.
 
+mod support;
+use support::*;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +27,6 @@ async fn instances(server: &RedisServer, n: usize, config: RedisConfig) -> Vec<A
         ));
     }
     out
-}
-
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,10 +157,10 @@ async fn hand_off_and_fill_reach_waiters_on_other_instances() {
     let server = RedisServer::start();
     let backends = instances(&server, 3, RedisConfig::default()).await;
     let ns = Namespace::new("cross").unwrap();
-    let holder = match backends[0].get_or_set(&ns, b"k").await.unwrap() {
-        GetOrSet::Vacant(v) => v,
-        GetOrSet::Occupied(_) => panic!("expected a vacancy"),
-    };
+    let holder = vacant(
+        backends[0].get_or_set(&ns, b"k").await.unwrap(),
+        "expected a vacancy",
+    );
     let waiters: Vec<_> = (0..6)
         .map(|i| {
             let (c, ns) = (backends[1 + i % 2].clone(), ns.clone());
@@ -229,10 +228,10 @@ async fn namespaces_are_isolated_across_instances() {
     // A pending vacancy on ("x", "y") does not make ("x", "y}:lock") or ("x", "y:lock") wait.
     let x = Namespace::new("x").unwrap();
     backends[0].delete(&x, b"y").await.unwrap();
-    let holder = match backends[0].get_or_set(&x, b"y").await.unwrap() {
-        GetOrSet::Vacant(v) => v,
-        GetOrSet::Occupied(_) => panic!("deleted key must be vacant"),
-    };
+    let holder = vacant(
+        backends[0].get_or_set(&x, b"y").await.unwrap(),
+        "deleted key must be vacant",
+    );
     for key in [&b"y}:lock"[..], b"y:lock"] {
         let got = tokio::time::timeout(Duration::from_secs(1), backends[1].get_or_set(&x, key))
             .await
@@ -256,44 +255,35 @@ async fn channels_are_unsubscribed_after_the_rendezvous() {
     let server = RedisServer::start();
     let backends = instances(&server, 2, RedisConfig::default()).await;
     let ns = Namespace::new("unsub").unwrap();
-    let holder = match backends[0].get_or_set(&ns, b"k").await.unwrap() {
-        GetOrSet::Vacant(v) => v,
-        GetOrSet::Occupied(_) => panic!("expected a vacancy"),
-    };
+    let holder = vacant(
+        backends[0].get_or_set(&ns, b"k").await.unwrap(),
+        "expected a vacancy",
+    );
     let waiter = {
         let (c, ns) = (backends[1].clone(), ns.clone());
         tokio::spawn(async move { c.get_or_set(&ns, b"k").await })
     };
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-    let channels = || async {
-        let mut raw = raw.clone();
-        redis::cmd("PUBSUB")
-            .arg("CHANNELS")
-            .query_async::<Vec<Vec<u8>>>(&mut raw)
-            .await
-            .unwrap()
-    };
-    let start = Instant::now();
-    while channels().await.is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "the waiter never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(channels().await, vec![b"wc:{\x05unsubk}:ch".to_vec()]);
+    let admin = Admin::connect(&server.url()).await;
+    until(Duration::from_secs(2), "the waiter subscribes", || async {
+        !admin.channels().await.is_empty()
+    })
+    .await;
+    // `wc:{<16 hex digits>}c<db>:<len(ns)><ns><key>` (see the crate docs).
+    let subscribed = admin.channels().await;
+    assert_eq!(subscribed.len(), 1, "{subscribed:?}");
+    assert!(
+        subscribed[0].starts_with(b"wc:{") && subscribed[0].ends_with(b"}c0:\x05unsubk"),
+        "{subscribed:?}"
+    );
+    assert_eq!(subscribed[0].len(), b"wc:{}c0:\x05unsubk".len() + 16);
     holder.fill(b("v"), None).await.unwrap();
     assert!(matches!(waiter.await.unwrap().unwrap(), GetOrSet::Occupied(v) if v == b("v")));
-    let start = Instant::now();
-    while !channels().await.is_empty() {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "the channel stayed subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let _: () = redis::cmd("PING").query_async(&mut raw).await.unwrap();
+    until(
+        Duration::from_secs(2),
+        "the channel is unsubscribed",
+        || async { admin.channels().await.is_empty() },
+    )
+    .await;
 }
 
 /// `get_or_set` futures dropped while their claim is in flight leave no orphan lock behind: the

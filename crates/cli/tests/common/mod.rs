@@ -16,7 +16,16 @@ use std::time::{Duration, Instant};
 pub const STARTUP: Duration = Duration::from_secs(60);
 
 /// The host end-to-end guest's scenarios that must pass through the CLI, on any backend.
-pub const HOST_SCENARIOS: [&str; 5] = ["basic", "errors", "streams", "get-or-set", "futures"];
+/// `busy-poll` and `busy-ready` read 200 waiters' results by spinning, never blocking.
+pub const HOST_SCENARIOS: [&str; 7] = [
+    "basic",
+    "errors",
+    "streams",
+    "get-or-set",
+    "futures",
+    "busy-poll",
+    "busy-ready",
+];
 
 /// The limits and namespace those scenarios expect (their `errors` case probes the limits).
 pub const HOST_SCENARIO_OPTIONS: [&str; 6] = [

@@ -83,9 +83,10 @@ impl KeyBytes {
         (u32::from_le_bytes(id.try_into().expect("4-byte id")), key)
     }
 
-    /// Length of the stored form of a `key_len`-byte key.
+    /// Length of the stored form of a `key_len`-byte key (saturating, for limits near
+    /// `usize::MAX`).
     pub(super) const fn stored_len(key_len: usize) -> usize {
-        ID + key_len
+        key_len.saturating_add(ID)
     }
 
     /// Length of the stored form.

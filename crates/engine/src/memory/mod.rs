@@ -90,20 +90,16 @@ pub struct MemoryCache {
 }
 
 impl MemoryCache {
-    /// Builds a cache; fails if the configuration cannot hold the entries its limits allow.
+    /// Builds a cache; fails with [`Error::InvalidConfig`] (never panics) if the configuration
+    /// is out of range ([`Config::validate`]) or its shards cannot hold the entries its limits
+    /// allow.
     pub fn new(config: Config) -> Result<Self> {
-        if config.capacity == 0 {
-            return Err(Error::InvalidConfig("capacity must be above zero".into()));
-        }
+        config.validate()?;
+        // Saturating: limits near `usize::MAX` count as an entry no shard can hold.
         let max_entry =
             store::entry_charge(config.limits.max_key_size, config.limits.max_value_size);
-        let fitting = (config.capacity / max_entry).max(1) as usize;
+        let fitting = usize::try_from((config.capacity / max_entry).max(1)).unwrap_or(usize::MAX);
         let shards = match config.shards {
-            Some(0) => {
-                return Err(Error::InvalidConfig(
-                    "shard count must be above zero".into(),
-                ));
-            }
             Some(n) => {
                 let n = prev_power_of_two(n);
                 if n > fitting {
@@ -409,5 +405,114 @@ impl Backend for MemoryCache {
 
     fn limits(&self) -> Limits {
         MemoryCache::limits(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid(config: Config) -> String {
+        match MemoryCache::new(config) {
+            Err(Error::InvalidConfig(message)) => message,
+            Err(other) => panic!("expected InvalidConfig, got {other:?}"),
+            Ok(_) => panic!("expected InvalidConfig, got a cache"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_configs_are_invalid_not_panics() {
+        assert!(invalid(Config::with_capacity(0)).contains("above zero"));
+        assert!(invalid(Config::with_capacity(u64::MAX)).contains("largest supported"));
+        for shards in [0, Config::MAX_SHARDS + 1, usize::MAX] {
+            invalid(Config {
+                shards: Some(shards),
+                ..Config::default()
+            });
+        }
+        // Shards that could not hold a maximal entry (even one of saturated size).
+        let huge = Limits {
+            max_key_size: usize::MAX,
+            max_value_size: usize::MAX,
+        };
+        assert!(
+            invalid(Config {
+                limits: huge,
+                shards: Some(2),
+                ..Config::default()
+            })
+            .contains("cannot hold a maximal entry")
+        );
+    }
+
+    #[test]
+    fn limits_whose_entry_overflows_make_one_shard() {
+        // This value limit once wrapped the maximal entry's charge to zero: a division by zero.
+        for (max_key_size, max_value_size) in [
+            (Limits::DEFAULT_MAX_KEY_SIZE, 18_446_744_073_709_485_996),
+            (usize::MAX, usize::MAX),
+            (usize::MAX, 1),
+        ] {
+            let cache = MemoryCache::new(Config {
+                limits: Limits {
+                    max_key_size,
+                    max_value_size,
+                },
+                ..Config::default()
+            })
+            .unwrap();
+            assert_eq!(cache.shard_count(), 1);
+            let ns = Namespace::new("n").unwrap();
+            cache
+                .set(&ns, b"k", Bytes::from_static(b"v"), None)
+                .unwrap();
+            assert_eq!(
+                cache.get(&ns, b"k").unwrap(),
+                Some(Bytes::from_static(b"v"))
+            );
+        }
+        assert_eq!(MemoryCache::entry_charge(usize::MAX, usize::MAX), u64::MAX);
+    }
+
+    #[tokio::test]
+    async fn a_vacancy_timeout_beyond_the_clock_means_never() {
+        for vacancy_timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+            let cache = Arc::new(
+                MemoryCache::new(Config {
+                    vacancy_timeout,
+                    ..Config::with_capacity(1 << 20)
+                })
+                .unwrap(),
+            );
+            let ns = Namespace::new("n").unwrap();
+            let GetOrSet::Vacant(holder) = cache.get_or_set(&ns, b"k").await.unwrap() else {
+                panic!("the first caller holds the vacancy");
+            };
+            let waiter = {
+                let (cache, ns) = (cache.clone(), ns.clone());
+                tokio::spawn(async move { cache.get_or_set(&ns, b"k").await.unwrap() })
+            };
+            while cache.stats().rendezvous_waits == 0 {
+                tokio::task::yield_now().await;
+            }
+            // Dropping the vacancy hands it to the waiter with a fresh (never-ending) deadline.
+            drop(holder);
+            let GetOrSet::Vacant(handed) = waiter.await.unwrap() else {
+                panic!("the waiter is handed the vacancy");
+            };
+            let late = {
+                let (cache, ns) = (cache.clone(), ns.clone());
+                tokio::spawn(async move { cache.get_or_set(&ns, b"k").await.unwrap() })
+            };
+            while cache.stats().rendezvous_waits < 2 {
+                tokio::task::yield_now().await;
+            }
+            handed.fill(Bytes::from_static(b"v"), None).await.unwrap();
+            let GetOrSet::Occupied(value) = late.await.unwrap() else {
+                panic!("a later caller waits for the fill, it never takes over");
+            };
+            assert_eq!(value, Bytes::from_static(b"v"));
+            assert_eq!(cache.stats().timeouts, 0);
+        }
     }
 }

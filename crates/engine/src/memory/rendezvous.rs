@@ -21,6 +21,10 @@ use crate::error::Result;
 use crate::namespace::Namespace;
 use crate::stats::Counter;
 
+/// How far off a deadline that never comes is: thirty years, tokio's own "far future" (adding
+/// it to the clock cannot overflow, and tokio's timers clamp it).
+const NEVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// A key that one caller holds the vacancy of, with the callers waiting for its value.
 pub(super) struct Pending {
     hash: u64,
@@ -100,8 +104,15 @@ impl Core {
     /// nothing) and a fresh deadline. Returns the token.
     fn reassign(&self, pending: &mut Pending, now: Instant) -> u64 {
         pending.token = self.new_token();
-        pending.deadline = now + self.vacancy_timeout;
+        pending.deadline = self.vacancy_deadline(now);
         pending.token
+    }
+
+    /// When a vacancy taken at `now` times out: the vacancy timeout later, or — for a timeout
+    /// the clock cannot add — in [`NEVER`], which for a cache is never.
+    fn vacancy_deadline(&self, now: Instant) -> Instant {
+        now.checked_add(self.vacancy_timeout)
+            .unwrap_or_else(|| now + NEVER)
     }
 
     /// Joins or opens the rendezvous for a missing key; runs under the shard's write lock.
@@ -133,7 +144,7 @@ impl Core {
                         hash,
                         key: ns.encode_key(key).into_boxed_slice(),
                         token,
-                        deadline: now + self.vacancy_timeout,
+                        deadline: self.vacancy_deadline(now),
                         waiters: VecDeque::new(),
                         departed: 0,
                     },

@@ -20,6 +20,9 @@ use crate::stats::{Counter, Counters};
 
 const NIL: u32 = u32::MAX;
 
+/// Most slots a shard's slab holds (indices are `u32`, and [`NIL`] is not one).
+const MAX_SLOTS: usize = NIL as usize;
+
 /// Highest access frequency S3-FIFO tracks (two bits' worth).
 const MAX_FREQ: u64 = 3;
 
@@ -118,9 +121,13 @@ impl Slot {
     }
 }
 
-/// Bytes an entry counts against capacity, from the length of its stored key and value.
+/// Bytes an entry counts against capacity, from the length of its stored key and value
+/// (saturating: a configured limit near `usize::MAX` is an entry no shard can hold, not an
+/// overflow).
 pub(super) fn charge(stored_key_len: usize, value_len: usize) -> u64 {
-    (stored_key_len + value_len + ENTRY_OVERHEAD) as u64
+    stored_key_len
+        .saturating_add(value_len)
+        .saturating_add(ENTRY_OVERHEAD) as u64
 }
 
 /// Bytes an entry with a `key_len`-byte key and `value_len`-byte value counts against capacity.
@@ -233,6 +240,11 @@ impl Store {
         }
         let charge = entry_charge(key.len(), value.len());
         debug_assert!(charge <= self.capacity);
+        if self.free == NIL && self.slab.len() >= MAX_SLOTS && self.evict_one(NIL) {
+            // Slot indices are 32-bit: a shard of hundreds of gigabytes full of tiny entries
+            // makes room by evicting rather than growing the slab past them.
+            counters.bump(Counter::Evictions);
+        }
         self.make_room(charge, NIL, counters);
         let queue = if self.ghost.contains(hash) {
             Queue::Main
@@ -250,7 +262,7 @@ impl Store {
             self.slab[idx as usize] = slot;
             idx
         } else {
-            assert!(self.slab.len() < NIL as usize, "shard slab exhausted");
+            assert!(self.slab.len() < MAX_SLOTS, "shard slab exhausted");
             self.slab.push(slot);
             self.links.push(Link {
                 prev: NIL,

@@ -1,0 +1,157 @@
+//! What an instance runs within: the wasmtime settings that enforce `--max-memory`,
+//! `--max-resources` and `--timeout` on a store ([`apply`]), the engine settings and the epoch
+//! ticker the timeout needs, and the words that tell a user which limit a failed run ran into
+//! ([`explain`]).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use wasi_cache_host::WasiCacheState;
+use wasmtime::component::ResourceTableError;
+use wasmtime::{
+    Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
+
+use crate::args::{RunArgs, format_size};
+use crate::run::one_line;
+
+/// How often the engine's epoch advances when a run has a `--timeout`: how late the timeout
+/// may fire, and how often a computing component yields to the host's other tasks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Most core instances per component (a Rust component has three; one composed of several
+/// components, a few per part).
+const MAX_INSTANCES: usize = 1_000;
+/// Most linear memories per component (a Rust component has one); all of them together stay
+/// within `--max-memory`.
+const MAX_MEMORIES: usize = 100;
+/// Most tables per component (a Rust component has two).
+const MAX_TABLES: usize = 100;
+/// Most elements per table, 8 bytes of host memory each (a Rust component's tables have a few
+/// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The wasmtime engine for components run with `args`: with epoch interruption when the run
+/// has a time limit (which then needs an [`EpochTicker`]).
+pub fn engine(args: &RunArgs) -> Result<Engine> {
+    let mut config = Config::new();
+    config.epoch_interruption(args.time_limit().is_some());
+    Engine::new(&config)
+}
+
+/// Caps on a component's memories, tables and instances: each memory within `--max-memory`
+/// (all of them together too: [`apply`]); a failed growth is reported to the component, not
+/// turned into a trap by the host, so its own handling (usually an abort message) shows.
+fn store_limits(args: &RunArgs) -> StoreLimits {
+    StoreLimitsBuilder::new()
+        .memory_size(args.max_memory)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .instances(MAX_INSTANCES)
+        .memories(MAX_MEMORIES)
+        .tables(MAX_TABLES)
+        .trap_on_grow_failure(false)
+        .build()
+}
+
+/// Puts `state` in a store of `engine` with every limit of `args`: memories, tables and
+/// instances (the store's limiter), resource-table entries, and — with a `deadline` — an epoch
+/// callback that yields to the host every tick and ends the component's code with
+/// [`DeadlinePassed`] once the deadline is past. (A component blocked in a host call runs no
+/// code: the caller bounds the whole run with the same deadline too.)
+pub fn apply(
+    engine: &Engine,
+    state: WasiCacheState,
+    args: &RunArgs,
+    deadline: Option<Instant>,
+) -> Store<WasiCacheState> {
+    let mut state = state
+        .with_limits(store_limits(args))
+        .with_memory_total(args.max_memory);
+    state.table.set_max_capacity(args.max_resources);
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state);
+    if let Some(deadline) = deadline {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(Error::new(DeadlinePassed))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+    }
+    store
+}
+
+/// Advances an engine's epoch every [`EPOCH_TICK`], on the ambient tokio runtime, until dropped.
+pub struct EpochTicker(tokio::task::JoinHandle<()>);
+
+impl EpochTicker {
+    /// Starts ticking `engine`'s epoch (one ticker serves every store of the engine).
+    pub fn start(engine: &Engine) -> Self {
+        let engine = engine.clone();
+        Self(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(EPOCH_TICK);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                engine.increment_epoch();
+            }
+        }))
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The error a component's code is stopped with once its run's deadline has passed.
+#[derive(Debug)]
+pub struct DeadlinePassed;
+
+impl fmt::Display for DeadlinePassed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the run's time limit has passed")
+    }
+}
+
+impl std::error::Error for DeadlinePassed {}
+
+/// Whether `err` is a run stopped by its deadline.
+pub fn is_deadline(err: &Error) -> bool {
+    err.downcast_ref::<DeadlinePassed>().is_some()
+}
+
+/// One line saying why a component failed: `err`'s root cause, then which limit of `args` it
+/// ran into, when one was (a memory or table growth refused, a full resource table).
+pub fn explain(err: &Error, state: &WasiCacheState, args: &RunArgs) -> String {
+    let mut line = one_line(&err.root_cause().to_string());
+    let table_full = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    });
+    if table_full {
+        line.push_str(&format!(
+            " (the component holds the most resources --max-resources allows, {})",
+            args.max_resources
+        ));
+    }
+    if let Some(desired) = state.refused_memory_growth() {
+        line.push_str(&format!(
+            " (its memory was refused growth to {}: --max-memory is {})",
+            format_size(desired as u64),
+            format_size(args.max_memory as u64)
+        ));
+    }
+    if let Some(desired) = state.refused_table_growth() {
+        line.push_str(&format!(
+            " (a table was refused growth to {desired} elements: at most {MAX_TABLE_ELEMENTS} \
+             are allowed)"
+        ));
+    }
+    line
+}

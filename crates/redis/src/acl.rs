@@ -1,0 +1,70 @@
+//! The connect-time check that the ACL user may use the backend's channels.
+//!
+//! A Redis 7 user created without channel rights (`resetchannels`, the default for new users)
+//! can store values but not PUBLISH the fill that wakes the waiters, so every fill would fail
+//! with `NOPERM` after the value was stored. [`check_channel_rights`] PUBLISHes on the backend's
+//! probe channel and SUBSCRIBEs to it (on a short-lived pub/sub connection, unsubscribed before
+//! it returns), and turns a refusal into one error naming what to grant. A server without ACL
+//! (Redis 6's default user) allows both.
+//!
+//! [`ACL_RULES`] is everything the backend needs, checked against a real server by the tests.
+
+use redis::aio::PubSub;
+use wasi_cache_engine::{Error, Result};
+
+use crate::backend::Inner;
+use crate::errors::{map_redis_error, timeout_error};
+use crate::keys::{Keys, PREFIX};
+
+/// The ACL rules that let a Redis user do everything the backend does (append them to `ACL
+/// SETUSER <user> on >password resetkeys resetchannels -@all`): its keys and channels, and the
+/// commands it sends or its scripts call (`+select` only matters for a database other than 0).
+pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load \
+                             +publish +subscribe +unsubscribe +select";
+
+/// Checks that the user may PUBLISH and SUBSCRIBE the backend's channels (each step within the
+/// op timeout).
+pub(crate) async fn check_channel_rights(inner: &Inner) -> Result<()> {
+    let probe = Keys::probe_channel(inner.db);
+    let limit = inner.config.op_timeout;
+    let mut conn = inner.conn();
+    let mut publish = redis::cmd("PUBLISH");
+    publish.arg(&probe).arg("probe");
+    let published = tokio::time::timeout(limit, publish.query_async::<i64>(&mut conn)).await;
+    refusal("PUBLISH", published, limit)?;
+    let subscribe = async {
+        let mut pubsub: PubSub = inner.client().get_async_pubsub().await?;
+        pubsub.subscribe(&probe).await?;
+        pubsub.unsubscribe(&probe).await
+    };
+    let subscribed = tokio::time::timeout(limit, subscribe).await;
+    refusal("SUBSCRIBE", subscribed, limit)
+}
+
+/// The outcome of a probe `command` as the backend's error: a `NOPERM` becomes
+/// `Error::InvalidConfig` naming the rights to grant.
+fn refusal<T>(
+    command: &str,
+    outcome: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    limit: std::time::Duration,
+) -> Result<()> {
+    match outcome {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.code() == Some("NOPERM") => Err(Error::InvalidConfig(format!(
+            "the Redis user may not {command} the cache's channels ({}); grant it the channels \
+             `&{PREFIX}*` and the commands `+publish +subscribe +unsubscribe`, e.g. \
+             `ACL SETUSER <user> &{PREFIX}* +publish +subscribe +unsubscribe`",
+            e.detail().unwrap_or("NOPERM").trim()
+        ))),
+        Ok(Err(e)) => Err(map_redis_error(&e)),
+        Err(_) => Err(timeout_error(limit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_crate_docs_show_the_rules() {
+        assert!(include_str!("lib.rs").contains(super::ACL_RULES));
+    }
+}

@@ -1,0 +1,157 @@
+//! The backend's client settings and its command connection, kept healthy.
+//!
+//! Both connections (commands and pub/sub) use TCP keepalive and `TCP_USER_TIMEOUT`, so the
+//! kernel gives up on a peer that stopped acknowledging. That does not catch a path that still
+//! acknowledges but never answers (a proxy or a failover in between), so each connection is also
+//! PINGed every op timeout: the command connection here, the pub/sub connection by its
+//! dispatcher. A PING without an answer within the op timeout replaces the connection, so a
+//! silently dead one is gone within about twice the op timeout (sooner when an operation timed
+//! out first: that asks for a check at once).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::IntoConnectionInfo;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use wasi_cache_engine::{Error, Result};
+
+use crate::counters::Counters;
+use crate::errors::is_connection_error;
+
+/// A redis-rs client for `url`, with keepalive and user timeout derived from `op_timeout`.
+pub(crate) fn client(url: &str, op_timeout: Duration) -> Result<redis::Client> {
+    let invalid =
+        |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
+    let info = url.into_connection_info().map_err(invalid)?;
+    // Keepalive counts whole seconds (at least one); the kernel refuses very long periods.
+    let probe_every =
+        Duration::from_secs(op_timeout.as_secs_f64().ceil().clamp(1.0, 3600.0) as u64);
+    let keepalive = TcpKeepalive::new()
+        .with_time(probe_every)
+        .with_interval(probe_every)
+        .with_retries(2);
+    let tcp = TcpSettings::default().set_keepalive(keepalive);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let tcp = tcp.set_user_timeout(
+        op_timeout
+            .saturating_mul(2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(7200)),
+    );
+    redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)
+}
+
+/// The command connection: a redis-rs [`ConnectionManager`] (multiplexed, reconnecting by itself
+/// when the connection drops), replaced by the health task when it stops answering.
+pub(crate) struct Commands {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    current: Mutex<ConnectionManager>,
+    /// Asks the health task for a check now.
+    check: Arc<Notify>,
+    health: JoinHandle<()>,
+}
+
+impl Commands {
+    /// Builds the (lazily connecting) connection and starts its health task.
+    pub(crate) fn start(
+        client: redis::Client,
+        op_timeout: Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Arc<Self>> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = new_manager(&client, &config)?;
+        let check = Arc::new(Notify::new());
+        Ok(Arc::new_cyclic(|weak: &Weak<Self>| Self {
+            health: tokio::spawn(watch(weak.clone(), check.clone(), op_timeout, counters)),
+            client,
+            config,
+            current: Mutex::new(manager),
+            check,
+        }))
+    }
+
+    /// The client both connections are made with.
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// A handle on the current connection.
+    pub(crate) fn get(&self) -> ConnectionManager {
+        self.current.lock().clone()
+    }
+
+    /// Reports that an operation failed for want of a working connection: check it now.
+    pub(crate) fn suspect(&self) {
+        self.check.notify_one();
+    }
+
+    /// Drops the current connection for a fresh one (which connects on first use).
+    fn replace(&self) {
+        match new_manager(&self.client, &self.config) {
+            Ok(fresh) => *self.current.lock() = fresh,
+            Err(e) => tracing::debug!("cannot replace the Redis connection: {e}"),
+        }
+    }
+}
+
+impl Drop for Commands {
+    fn drop(&mut self) {
+        self.health.abort();
+    }
+}
+
+/// A lazily connecting manager.
+fn new_manager(
+    client: &redis::Client,
+    config: &ConnectionManagerConfig,
+) -> Result<ConnectionManager> {
+    ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
+        .map_err(|e| Error::InvalidConfig(format!("Redis connection settings: {e}")))
+}
+
+/// The health task: PINGs every `op_timeout` (or when asked), replaces a connection whose PING
+/// failed or went unanswered, and counts the first success after a failure as a reconnect.
+async fn watch(
+    commands: Weak<Commands>,
+    check: Arc<Notify>,
+    op_timeout: Duration,
+    counters: Arc<Counters>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(op_timeout) => {}
+            () = check.notified() => {}
+        }
+        let Some(mut conn) = commands.upgrade().map(|c| c.get()) else {
+            return;
+        };
+        let ping = redis::cmd("PING");
+        let healthy =
+            match tokio::time::timeout(op_timeout, ping.query_async::<()>(&mut conn)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => !is_connection_error(&e),
+                Err(_) => false,
+            };
+        if healthy {
+            if counters.broken.swap(false, Relaxed) {
+                Counters::bump(&counters.reconnects);
+            }
+            continue;
+        }
+        counters.broken.store(true, Relaxed);
+        match commands.upgrade() {
+            Some(commands) => commands.replace(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What the Redis backend's integration tests share: values, configs, waiting for outcomes, a
+//! direct admin connection to the test server, and a TCP proxy that can go silent.
+// Each test file compiles this module on its own and uses a part of it.
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use wasi_cache_engine::{Error, GetOrSet, Vacancy};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
+
+/// `s` as a value.
+pub fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Whether `e` is one of the errors an unreachable server must give.
+pub fn is_outage(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(_) | Error::Timeout(_))
+}
+
+/// The vacancy of a get-or-set that must have been handed one.
+pub fn vacant(got: GetOrSet, what: &str) -> Vacancy {
+    match got {
+        GetOrSet::Vacant(v) => v,
+        GetOrSet::Occupied(v) => panic!("{what}: expected a vacancy, got {v:?}"),
+    }
+}
+
+/// The value of a get-or-set that must have found one.
+pub fn occupied(got: GetOrSet, what: &str) -> Bytes {
+    match got {
+        GetOrSet::Occupied(v) => v,
+        GetOrSet::Vacant(_) => panic!("{what}: expected a value, was handed the vacancy"),
+    }
+}
+
+/// A backend on `url` with these timeouts.
+pub async fn connect(url: String, op_timeout: Duration, vacancy_timeout: Duration) -> RedisBackend {
+    RedisBackend::connect(RedisConfig {
+        op_timeout,
+        vacancy_timeout,
+        ..RedisConfig::with_url(url)
+    })
+    .await
+    .expect("connecting to the test redis-server")
+}
+
+/// Retries `op` until it succeeds; panics after `limit` (a hang guard, not a timing claim).
+pub async fn eventually<T, F, Fut>(limit: Duration, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = wasi_cache_engine::Result<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < limit,
+                    "still failing after {limit:?}: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Waits until `condition` holds; panics with `what` after `limit` (a hang guard).
+pub async fn until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A direct connection to the test server, for what the tests check or do behind the backend.
+#[derive(Clone)]
+pub struct Admin(redis::aio::MultiplexedConnection);
+
+impl Admin {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Self {
+        let client = redis::Client::open(url).unwrap();
+        Self(client.get_multiplexed_async_connection().await.unwrap())
+    }
+
+    /// Runs `args` (one command) and returns its reply.
+    pub async fn run<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut self.0.clone()).await
+    }
+
+    /// The channels some client subscribes to.
+    pub async fn channels(&self) -> Vec<Vec<u8>> {
+        self.run(&["PUBSUB", "CHANNELS", "*"]).await.unwrap()
+    }
+}
