@@ -1,6 +1,6 @@
 //! The `script` scenario: runs a sequence of operations read from stdin, one per line, against the
 //! imported interfaces, and prints one result line per operation. The host's property test
-//! (`crates/host/tests/prop.rs`) generates the scripts and checks the results against a model.
+//! (`crates/host/tests/prop`) generates the scripts and checks the results against a model.
 //!
 //! # Slots
 //! Every handle the script holds lives in a numbered slot: the one an operation creates takes the
@@ -44,10 +44,13 @@
 //! After the last line the script drops every handle it still holds, newest first (so pollables
 //! before their futures), then `main` prints `done`.
 
+mod body;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
 
+use self::body::{body, show};
 use crate::wasi::io::poll::Pollable;
 use crate::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use crate::wasi::keyvalue::cache::{
@@ -94,28 +97,6 @@ impl Slot {
 
     fn is_future(&self) -> bool {
         matches!(self, Slot::Fg(_) | Slot::Fe(_) | Slot::Fr(_) | Slot::Fs(_))
-    }
-}
-
-/// The body `LEN SEED` stands for.
-fn body(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (seed as usize).wrapping_add(i.wrapping_mul(7)) as u8)
-        .collect()
-}
-
-/// A body as results print it.
-fn show(bytes: &[u8]) -> String {
-    if bytes.len() <= 16 {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}:{hex}", bytes.len())
-    } else {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{}:#{hash:016x}", bytes.len())
     }
 }
 
@@ -172,6 +153,12 @@ impl Script {
         self.pick_where(kind, n, |_| true)
     }
 
+    /// The `n mod count`-th newest live slot of `kind` and its handle (a pattern on the handle's
+    /// variant fails only when there is none: `pick` finds only handles of `kind`).
+    fn select(&self, kind: &str, n: usize) -> Option<(usize, &Slot)> {
+        self.pick(kind, n).map(|s| (s, &self.slots[&s]))
+    }
+
     fn has_pollable(&self, future: usize) -> bool {
         self.slots
             .values()
@@ -203,11 +190,8 @@ impl Script {
                 "new fs".into()
             }
             "set" => {
-                let Some(s) = self.pick("out", num(2)) else {
+                let Some((s, Slot::Out(v))) = self.select("out", num(2)) else {
                     return "skip".into();
-                };
-                let Some(Slot::Out(v)) = self.slots.get(&s) else {
-                    unreachable!()
                 };
                 let future = cache::set(&key(words[1]), v, ttl(words[3]));
                 self.slots.insert(i, Slot::Fr(future));
@@ -238,11 +222,8 @@ impl Script {
                 format!("#{s} new poll")
             }
             op @ ("ready" | "block") => {
-                let Some(s) = self.pick("poll", num(1)) else {
+                let Some((s, Slot::Poll(p, _))) = self.select("poll", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Poll(p, _) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 if op == "ready" {
                     format!("#{s} {}", p.ready())
@@ -270,22 +251,16 @@ impl Script {
                 "new out".into()
             }
             "fill" => {
-                let Some(s) = self.pick("vac", num(1)) else {
+                let Some((s, Slot::Vac(v))) = self.select("vac", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Vac(v) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 let out = v.vacancy_fill(ttl(words[2]));
                 self.slots.insert(i, Slot::Out(out));
                 format!("#{s} new out")
             }
             op @ ("wsync" | "wasync") => {
-                let Some(s) = self.pick("out", num(1)) else {
+                let Some((s, Slot::Out(v))) = self.select("out", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Out(v) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 let (result, new) = if op == "wsync" {
                     let bytes = body(num(2), num(3) as u8);
@@ -305,11 +280,8 @@ impl Script {
                 format!("#{s} {result}")
             }
             op @ ("write" | "checkw" | "flush") => {
-                let Some(s) = self.pick("os", num(1)) else {
+                let Some((s, Slot::Os(stream))) = self.select("os", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Os(stream) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 let result = match op {
                     "write" => {
@@ -336,11 +308,8 @@ impl Script {
                 format!("#{s} {result}")
             }
             op @ ("csync" | "casync" | "size") => {
-                let Some(s) = self.pick("in", num(1)) else {
+                let Some((s, Slot::In(v))) = self.select("in", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::In(v) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 let (result, new) = match op {
                     "csync" => match v.incoming_value_consume_sync() {
@@ -362,11 +331,8 @@ impl Script {
                 format!("#{s} {result}")
             }
             "read" => {
-                let Some(s) = self.pick("is", num(1)) else {
+                let Some((s, Slot::Is(stream))) = self.select("is", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Is(stream) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 match stream.read(num(2) as u64) {
                     Ok(bytes) => format!("#{s} ok {}", show(&bytes)),
@@ -374,11 +340,8 @@ impl Script {
                 }
             }
             "trace" => {
-                let Some(s) = self.pick("err", num(1)) else {
+                let Some((s, Slot::Err(e))) = self.select("err", num(1)) else {
                     return "skip".into();
-                };
-                let Slot::Err(e) = &self.slots[&s] else {
-                    unreachable!()
                 };
                 format!("#{s} {}", e.trace().replace('\n', " "))
             }
