@@ -12,10 +12,10 @@ use wasmtime::{
     Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 
-use crate::args::{RunArgs, format_size};
-use crate::run::one_line;
+use crate::args::{CommonArgs, format_size};
+use crate::common::{InstanceState, one_line};
 
-/// How often the engine's epoch advances when a run has a `--timeout`: how late the timeout
+/// How often the engine's epoch advances when instances have a time limit: how late the timeout
 /// may fire, and how often a computing component yields to the host's other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -31,18 +31,18 @@ const MAX_TABLES: usize = 100;
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// The wasmtime engine for components run with `args`: with epoch interruption when the run
-/// has a time limit (which then needs an [`EpochTicker`]).
-pub fn engine(args: &RunArgs) -> Result<Engine> {
+/// The wasmtime engine for components: with epoch interruption when instances have a time
+/// limit (`timed`; the engine then needs an [`EpochTicker`]).
+pub fn engine(timed: bool) -> Result<Engine> {
     let mut config = Config::new();
-    config.epoch_interruption(args.time_limit().is_some());
+    config.epoch_interruption(timed);
     Engine::new(&config)
 }
 
 /// Caps on a component's memories, tables and instances: each memory within `--max-memory`
 /// (all of them together too: [`apply`]); a failed growth is reported to the component, not
 /// turned into a trap by the host, so its own handling (usually an abort message) shows.
-fn store_limits(args: &RunArgs) -> StoreLimits {
+fn store_limits(args: &CommonArgs) -> StoreLimits {
     StoreLimitsBuilder::new()
         .memory_size(args.max_memory)
         .table_elements(MAX_TABLE_ELEMENTS)
@@ -60,16 +60,17 @@ fn store_limits(args: &RunArgs) -> StoreLimits {
 /// code: the caller bounds the whole run with the same deadline too.)
 pub fn apply(
     engine: &Engine,
-    state: WasiCacheState,
-    args: &RunArgs,
+    mut state: InstanceState,
+    args: &CommonArgs,
     deadline: Option<Instant>,
-) -> Store<WasiCacheState> {
-    let mut state = state
+) -> Store<InstanceState> {
+    state.cache = state
+        .cache
         .with_limits(store_limits(args))
         .with_memory_total(args.max_memory);
-    state.table.set_max_capacity(args.max_resources);
+    state.cache.table.set_max_capacity(args.max_resources);
     let mut store = Store::new(engine, state);
-    store.limiter(|state| state);
+    store.limiter(|state| &mut state.cache);
     if let Some(deadline) = deadline {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -113,7 +114,7 @@ pub struct DeadlinePassed;
 
 impl fmt::Display for DeadlinePassed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the run's time limit has passed")
+        f.write_str("the instance's time limit has passed")
     }
 }
 
@@ -126,7 +127,7 @@ pub fn is_deadline(err: &Error) -> bool {
 
 /// One line saying why a component failed: `err`'s root cause, then which limit of `args` it
 /// ran into, when one was (a memory or table growth refused, a full resource table).
-pub fn explain(err: &Error, state: &WasiCacheState, args: &RunArgs) -> String {
+pub fn explain(err: &Error, state: &WasiCacheState, args: &CommonArgs) -> String {
     let mut line = one_line(&err.root_cause().to_string());
     let table_full = err.chain().any(|cause| {
         matches!(
