@@ -4,6 +4,8 @@
 //! ([`explain`]).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasi_cache_host::WasiCacheState;
@@ -84,27 +86,44 @@ pub fn apply(
     store
 }
 
-/// Advances an engine's epoch every [`EPOCH_TICK`], on the ambient tokio runtime, until dropped.
-pub struct EpochTicker(tokio::task::JoinHandle<()>);
+/// Advances an engine's epoch every [`EPOCH_TICK`], on a thread of its own, until dropped.
+///
+/// Not a tokio task: a component that computes without yielding occupies its worker thread
+/// until the epoch advances, and a ticker queued behind it on that worker would never run.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl EpochTicker {
-    /// Starts ticking `engine`'s epoch (one ticker serves every store of the engine).
-    pub fn start(engine: &Engine) -> Self {
+    /// Starts ticking `engine`'s epoch (one ticker serves every store of the engine); fails
+    /// only when the system refuses a thread.
+    pub fn start(engine: &Engine) -> Result<Self> {
         let engine = engine.clone();
-        Self(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(EPOCH_TICK);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                ticks.tick().await;
-                engine.increment_epoch();
-            }
-        }))
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|err| Error::new(err).context("cannot start the epoch ticker thread"))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.0.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -94,7 +94,10 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
     // which `Instant` can always add.
     let limit = args.time_limit();
     let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
-    let _ticker = deadline.map(|_| limits::EpochTicker::start(&engine));
+    let _ticker = match deadline.map(|_| limits::EpochTicker::start(&engine)) {
+        Some(Err(err)) => return Outcome::Setup(err),
+        ticker => ticker,
+    };
     let mut store = common::new_store(&engine, &args.common, backend, wasi_ctx(args), deadline);
     let call = panic::catch(async {
         let command = pre

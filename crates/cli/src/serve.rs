@@ -288,7 +288,8 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let _ticker = server
         .time_limit
-        .map(|_| limits::EpochTicker::start(server.pre.engine()));
+        .map(|_| limits::EpochTicker::start(server.pre.engine()))
+        .transpose()?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;

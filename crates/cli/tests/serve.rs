@@ -33,8 +33,9 @@ fn proxy_wasm() -> &'static Path {
 }
 
 /// The upstream: `/slow/…` answers after [`UPSTREAM_LATENCY`]; `/hold/…` answers once
-/// [`Upstream::release`] is called; `/no-store` answers with `Cache-Control: no-store`. It counts
-/// the requests it receives, per path.
+/// [`Upstream::release`] is called; `/no-store` answers with `Cache-Control: no-store`, `/ttl-1`
+/// with `max-age=1`, everything else with `max-age=60`. It counts the requests it receives, per
+/// path.
 struct Upstream {
     addr: SocketAddr,
     seen: Arc<Mutex<HashMap<String, usize>>>,
@@ -73,6 +74,8 @@ impl Upstream {
                                 let _ = opened.wait_for(|open| *open).await;
                             } else if path == "/no-store" {
                                 control = "no-store";
+                            } else if path == "/ttl-1" {
+                                control = "max-age=1";
                             }
                             let body = Full::new(Bytes::from(format!("upstream says {path}")));
                             let response = Response::builder()
@@ -122,7 +125,12 @@ struct Server {
 
 impl Server {
     fn start(upstream: &Upstream, options: &[&str]) -> Self {
-        let upstream = format!("UPSTREAM=http://{}", upstream.addr);
+        Self::start_for(&format!("http://{}", upstream.addr), options)
+    }
+
+    /// A server of the proxy in front of the upstream at `url`.
+    fn start_for(url: &str, options: &[&str]) -> Self {
+        let upstream = format!("UPSTREAM={url}");
         let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--env", upstream.as_str()];
         args.extend(options);
         let wasm = proxy_wasm().to_str().unwrap();
@@ -198,9 +206,13 @@ async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
             assert_eq!(reply.body, "upstream says /slow/page");
             *by_cache.entry(reply.x_cache.clone()).or_default() += 1;
         }
+        eprintln!("x-cache of the stampede: {by_cache:?}");
         let count = |how: &str| by_cache.get(&Some(how.to_owned())).copied().unwrap_or(0);
+        // One request fetched; the others waited for it, but for any that reached the cache
+        // only after the fill (the server still instantiating it, on a loaded machine): a HIT.
         assert_eq!(count("MISS"), 1, "{by_cache:?}");
-        assert_eq!(count("WAIT"), 199, "{by_cache:?}");
+        assert!(count("WAIT") >= 1, "{by_cache:?}");
+        assert_eq!(count("WAIT") + count("HIT"), 199, "{by_cache:?}");
         let later = get(server.addr, "/slow/page").await;
         assert_eq!(later.x_cache.as_deref(), Some("HIT"));
         assert_eq!(later.body, "upstream says /slow/page");
@@ -211,6 +223,33 @@ async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
             assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
         }
         assert_eq!(upstream.seen("/no-store"), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_redis_reach_the_upstream_once() {
+    let redis = wasi_cache_redis_server::RedisServer::start();
+    let url = format!("{}/0", redis.url());
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let options = ["--redis", url.as_str(), "--namespace", "site"];
+        let servers = [
+            Server::start(&upstream, &options),
+            Server::start(&upstream, &options),
+        ];
+        let requests: Vec<_> = (0..200)
+            .map(|i| tokio::spawn(get(servers[i % 2].addr, "/slow/shared")))
+            .collect();
+        let mut misses = 0;
+        for request in requests {
+            let reply = request.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/shared");
+            misses += usize::from(reply.x_cache.as_deref() == Some("MISS"));
+        }
+        assert_eq!(misses, 1);
+        assert_eq!(upstream.seen("/slow/shared"), 1);
     })
     .await;
 }
@@ -250,6 +289,68 @@ async fn a_trap_is_a_500_for_that_request_only() {
         assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
         let reply = get(server.addr, "/slow/after-trap").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        // The holder takes the vacancy of `/slow/handed`, then waits for the upstream's
+        // `/hold/trap` before it traps.
+        let holder = tokio::spawn(get(server.addr, "/_test/trap-holding/slow/handed"));
+        upstream.wait_for_requests(1).await;
+        let waiters: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(get(server.addr, "/slow/handed")))
+            .collect();
+        // Time for the waiters to reach the rendezvous (were one late, it would find the key
+        // missing and fetch it itself: the assertions hold either way).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        upstream.release();
+        let trapped = holder.await.unwrap();
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        for waiter in waiters {
+            let reply = waiter.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/handed");
+        }
+        assert_eq!(upstream.seen("/slow/handed"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_response_is_fetched_again() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        let first = get(server.addr, "/ttl-1").await;
+        assert_eq!(first.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(upstream.seen("/ttl-1"), 1);
+        // Past the one-second max-age (a TTL, not a measurement of the server).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = get(server.addr, "/ttl-1").await;
+        assert_eq!(again.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(upstream.seen("/ttl-1"), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
+    guarded(async {
+        // A port nobody listens on (bound, then closed).
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let server = Server::start_for(&dead, &[]);
+        for _ in 0..2 {
+            let reply = get(server.addr, "/page").await;
+            assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{reply:?}");
+            assert_eq!(reply.x_cache, None);
+        }
     })
     .await;
 }

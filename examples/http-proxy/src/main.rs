@@ -43,7 +43,7 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         .map_or("/", |path| path.as_str())
         .to_owned();
     #[cfg(feature = "test-routes")]
-    test_routes(&path);
+    test_routes(&path).await?;
     let Ok(upstream) = std::env::var("UPSTREAM") else {
         return Ok(text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,9 +160,11 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// The tests' misbehaviours: `/_test/trap` traps; `/_test/spin` computes until stopped.
+/// The tests' misbehaviours: `/_test/trap` traps; `/_test/spin` computes until stopped;
+/// `/_test/trap-holding/PATH` takes the vacancy of `GET /PATH` (when the key is missing), asks
+/// the upstream for `/hold/trap`, then traps while still holding the vacancy.
 #[cfg(feature = "test-routes")]
-fn test_routes(path: &str) {
+async fn test_routes(path: &str) -> Result<(), Error> {
     match path {
         "/_test/trap" => panic!("trap requested by the test"),
         "/_test/spin" => {
@@ -173,4 +175,13 @@ fn test_routes(path: &str) {
         }
         _ => {}
     }
+    if let Some(rest) = path.strip_prefix("/_test/trap-holding") {
+        let upstream = std::env::var("UPSTREAM")?;
+        if let Entry::Vacant(vacancy) = Cache::new().entry(&format!("GET {rest}")).await? {
+            let _ = fetch(&format!("{upstream}/hold/trap")).await;
+            let _holding = vacancy;
+            panic!("trap requested by the test, holding the vacancy of {rest}");
+        }
+    }
+    Ok(())
 }
