@@ -322,6 +322,34 @@ async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_while_holding_the_vacancy_hands_it_to_a_waiter() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--request-timeout", "3s"]);
+        // The holder takes the vacancy of `/slow/timed-out` and waits for the upstream's
+        // `/hold/trap`, which never answers (the gate stays closed): it gets a 504 and its
+        // instance is dropped, with the vacancy.
+        let holder = tokio::spawn(get(server.addr, "/_test/trap-holding/slow/timed-out"));
+        upstream.wait_for_requests(1).await;
+        // The waiters' own time limits end half-way through the holder's, after its hand-off
+        // and the 300 ms fetch of the next holder (margins, not measurements).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let waiters: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(get(server.addr, "/slow/timed-out")))
+            .collect();
+        let timed_out = holder.await.unwrap();
+        assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+        for waiter in waiters {
+            let reply = waiter.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/timed-out");
+        }
+        assert_eq!(upstream.seen("/slow/timed-out"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_response_is_fetched_again() {
     guarded(async {
         let upstream = Upstream::start().await;
