@@ -2,7 +2,8 @@
 //! namespaces and environment variables it accepts, the checks across options
 //! ([`RunArgs::validate`]), and the formatting of sizes and durations in messages.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,9 +16,26 @@ Examples:
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
+  wasi-cache serve --addr 127.0.0.1:8080 --env UPSTREAM=http://127.0.0.1:9000 proxy.wasm
 
 Sizes take KiB, MiB, GiB, TiB (powers of 1024), KB, MB, GB, TB (powers of 1000) or plain
 bytes; durations take ns, us, ms, s, m or h (e.g. 300ms, 30s, 2m).";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  wasi-cache serve proxy.wasm
+  wasi-cache serve --addr 0.0.0.0:8080 --env UPSTREAM=http://127.0.0.1:9000 proxy.wasm
+  wasi-cache serve --redis redis://127.0.0.1:6379/0 --namespace site-a --request-timeout 5s proxy.wasm
+
+Each request runs in a fresh instance of the component, within the per-instance limits
+(--max-memory, --max-resources, --memory-budget, ...) and --request-timeout; every instance
+shares one cache, so concurrent get-or-set calls from different requests wait for one fill.
+Responses the server makes itself: 503 above --max-concurrent-requests, 504 past
+--request-timeout, 500 when the component traps. SIGINT or SIGTERM stops accepting, lets
+requests in flight finish (up to --shutdown-timeout) and exits 0.
+
+Exit status: 0 after a shutdown; 2 when the server cannot start (bad option, address in use,
+unreadable file, not a wasi:http/proxy component, Redis unreachable).";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -66,11 +84,16 @@ pub enum Command {
     /// Run a wasi:cli/command component with WASI 0.2 and wasi:keyvalue/cache.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
+    /// Serve a wasi:http/proxy component over HTTP/1.1, one instance per request, all sharing
+    /// one cache.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
 }
 
-/// Options of `wasi-cache run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
+/// Options `run` and `serve` share: the cache (embedded or Redis), the limits of every instance,
+/// its environment and the `--stats` report.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
     /// Most bytes the embedded cache keeps (keys, values and per-entry overhead); not with --redis.
     #[arg(
         long,
@@ -159,12 +182,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = parse_count)]
     pub max_resources: usize,
 
-    /// Longest the component may run, wall clock from its instantiation on (compiling does not
-    /// count), whether it computes or waits; then the run ends with exit code 2. No limit unless
-    /// given (0 means none too).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-
     /// Environment variable for the component: NAME=VALUE, or NAME to pass the host's value.
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     pub env: Vec<(String, Option<String>)>,
@@ -173,6 +190,20 @@ pub struct RunArgs {
     /// --redis, also Redis round trips and reconnects.
     #[arg(long)]
     pub stats: bool,
+}
+
+/// Options of `wasi-cache run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The cache, the per-instance limits, the environment and `--stats`.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Longest the component may run, wall clock from its instantiation on (compiling does not
+    /// count), whether it computes or waits; then the run ends with exit code 2. No limit unless
+    /// given (0 means none too).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
 
     /// The component to run (a .wasm file built for wasm32-wasip2), then its arguments.
     ///
@@ -184,6 +215,44 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub component_and_args: Vec<String>,
+}
+
+/// Options of `wasi-cache serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The cache, the per-instance limits, the environment and `--stats`.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed at start-up).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Most requests handled at once; a request beyond it is answered 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = parse_count)]
+    pub max_concurrent_requests: usize,
+
+    /// Longest one request's instance may run, wall clock from its instantiation on, whether
+    /// it computes or waits; past it the request is answered 504 (or its body cut short) and the
+    /// instance dropped (0 means no limit).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, how long requests in flight may take to finish before the server
+    /// exits anyway.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// The wasi:http/proxy component to serve (a .wasm file built for wasm32-wasip2).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
+}
+
+impl ServeArgs {
+    /// The per-request time limit: `--request-timeout`, unless zero.
+    pub fn time_limit(&self) -> Option<Duration> {
+        Some(self.request_timeout).filter(|limit| !limit.is_zero())
+    }
 }
 
 impl RunArgs {
@@ -201,7 +270,9 @@ impl RunArgs {
     pub fn time_limit(&self) -> Option<Duration> {
         self.timeout.filter(|limit| !limit.is_zero())
     }
+}
 
+impl CommonArgs {
     /// Checks the options against each other (each one's range is checked as it is parsed);
     /// the error is one sentence naming the options and what to change.
     pub fn validate(&self) -> Result<(), String> {
@@ -583,30 +654,32 @@ mod tests {
     #[test]
     fn defaults_match_the_engine() {
         let cli = Cli::try_parse_from(["wasi-cache", "run", "x.wasm"]).unwrap();
-        let Command::Run(args) = cli.command;
-        assert_eq!(args.capacity, Config::DEFAULT_CAPACITY);
-        assert_eq!(args.vacancy_timeout, Config::DEFAULT_VACANCY_TIMEOUT);
-        assert_eq!(args.max_key_size, Limits::DEFAULT_MAX_KEY_SIZE);
-        assert_eq!(args.max_value_size, Limits::DEFAULT_MAX_VALUE_SIZE);
-        assert_eq!(args.namespace.as_str(), "default");
-        assert_eq!(args.redis, None);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.common.capacity, Config::DEFAULT_CAPACITY);
+        assert_eq!(args.common.vacancy_timeout, Config::DEFAULT_VACANCY_TIMEOUT);
+        assert_eq!(args.common.max_key_size, Limits::DEFAULT_MAX_KEY_SIZE);
+        assert_eq!(args.common.max_value_size, Limits::DEFAULT_MAX_VALUE_SIZE);
+        assert_eq!(args.common.namespace.as_str(), "default");
+        assert_eq!(args.common.redis, None);
         assert_eq!(
-            args.redis_timeout,
+            args.common.redis_timeout,
             wasi_cache_redis::RedisConfig::DEFAULT_OP_TIMEOUT
         );
         assert_eq!(
-            args.memory_budget,
+            args.common.memory_budget,
             wasi_cache_host::WasiCacheCtx::DEFAULT_MEMORY_BUDGET
         );
         assert_eq!(
-            args.max_live_futures,
+            args.common.max_live_futures,
             wasi_cache_host::WasiCacheCtx::DEFAULT_MAX_LIVE_FUTURES
         );
-        assert_eq!(args.max_memory, 1 << 30);
-        assert_eq!(args.max_resources, 100_000);
+        assert_eq!(args.common.max_memory, 1 << 30);
+        assert_eq!(args.common.max_resources, 100_000);
         assert_eq!(args.timeout, None);
         assert_eq!(args.time_limit(), None);
-        assert_eq!(args.validate(), Ok(()));
+        assert_eq!(args.common.validate(), Ok(()));
     }
 
     /// The `run` options parsed from `options` (then `x.wasm`).
@@ -615,7 +688,9 @@ mod tests {
             .iter()
             .chain(options)
             .chain(&["x.wasm"]);
-        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command;
+        let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not run")
+        };
         args
     }
 
@@ -632,18 +707,23 @@ mod tests {
     #[test]
     fn options_are_checked_against_each_other() {
         let err = run_args(&["--max-value-size", "100MiB"])
+            .common
             .validate()
             .unwrap_err();
         assert!(
             err.starts_with("--max-value-size (100MiB) is above half of --memory-budget (64MiB)"),
             "{err}"
         );
-        let err = run_args(&["--capacity", "1MiB"]).validate().unwrap_err();
+        let err = run_args(&["--capacity", "1MiB"])
+            .common
+            .validate()
+            .unwrap_err();
         assert!(
             err.starts_with("--max-value-size (16MiB) is above --capacity (1MiB)"),
             "{err}"
         );
         let err = run_args(&["--capacity", "1000", "--max-value-size", "1000"])
+            .common
             .validate()
             .unwrap_err();
         assert!(
@@ -652,9 +732,9 @@ mod tests {
         );
         // Equal is fine; --capacity does not apply to Redis.
         let fits = ["--capacity", "16MiB", "--memory-budget", "32MiB"];
-        assert_eq!(run_args(&fits).validate(), Ok(()));
+        assert_eq!(run_args(&fits).common.validate(), Ok(()));
         let redis = ["--redis", "redis://h", "--max-value-size", "32MiB"];
-        assert_eq!(run_args(&redis).validate(), Ok(()));
+        assert_eq!(run_args(&redis).common.validate(), Ok(()));
     }
 
     #[test]
@@ -669,9 +749,14 @@ mod tests {
             "x.wasm",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
-        assert_eq!(args.redis.as_deref(), Some("redis://127.0.0.1:7000/2"));
-        assert_eq!(args.redis_timeout, Duration::from_millis(500));
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            args.common.redis.as_deref(),
+            Some("redis://127.0.0.1:7000/2")
+        );
+        assert_eq!(args.common.redis_timeout, Duration::from_millis(500));
         // --capacity belongs to the embedded cache; --redis-timeout needs --redis.
         let both = [
             "wasi-cache",
@@ -694,6 +779,49 @@ mod tests {
     }
 
     #[test]
+    fn serve_options() {
+        let cli =
+            Cli::try_parse_from(["wasi-cache", "serve", "--capacity", "16MiB", "p.wasm"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.max_concurrent_requests, 1_000);
+        assert_eq!(args.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(args.time_limit(), Some(Duration::from_secs(60)));
+        assert_eq!(args.common.capacity, 16 << 20);
+        assert_eq!(args.component, Path::new("p.wasm"));
+        let cli = Cli::try_parse_from([
+            "wasi-cache",
+            "serve",
+            "--request-timeout",
+            "0",
+            "--addr",
+            "0.0.0.0:0",
+            "p.wasm",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.time_limit(), None);
+        let bad = ["wasi-cache", "serve", "--addr", "localhost", "p.wasm"];
+        let line = one_line(&Cli::try_parse_from(bad).unwrap_err().render().to_string());
+        assert!(
+            line.starts_with("error: invalid value 'localhost'"),
+            "{line}"
+        );
+        let bad = [
+            "wasi-cache",
+            "serve",
+            "--max-concurrent-requests",
+            "0",
+            "p.wasm",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
+
+    #[test]
     fn component_args_are_passed_through() {
         let cli = Cli::try_parse_from([
             "wasi-cache",
@@ -705,8 +833,10 @@ mod tests {
             "a",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command;
-        assert!(args.stats);
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.common.stats);
         assert_eq!(args.component(), Path::new("x.wasm"));
         assert_eq!(args.args(), ["--stats", "-v", "a"]);
     }

@@ -4,6 +4,8 @@
 //! ([`explain`]).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasi_cache_host::WasiCacheState;
@@ -12,10 +14,10 @@ use wasmtime::{
     Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 
-use crate::args::{RunArgs, format_size};
-use crate::run::one_line;
+use crate::args::{CommonArgs, format_size};
+use crate::common::{InstanceState, one_line};
 
-/// How often the engine's epoch advances when a run has a `--timeout`: how late the timeout
+/// How often the engine's epoch advances when instances have a time limit: how late the timeout
 /// may fire, and how often a computing component yields to the host's other tasks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -31,18 +33,18 @@ const MAX_TABLES: usize = 100;
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// The wasmtime engine for components run with `args`: with epoch interruption when the run
-/// has a time limit (which then needs an [`EpochTicker`]).
-pub fn engine(args: &RunArgs) -> Result<Engine> {
+/// The wasmtime engine for components: with epoch interruption when instances have a time
+/// limit (`timed`; the engine then needs an [`EpochTicker`]).
+pub fn engine(timed: bool) -> Result<Engine> {
     let mut config = Config::new();
-    config.epoch_interruption(args.time_limit().is_some());
+    config.epoch_interruption(timed);
     Engine::new(&config)
 }
 
 /// Caps on a component's memories, tables and instances: each memory within `--max-memory`
 /// (all of them together too: [`apply`]); a failed growth is reported to the component, not
 /// turned into a trap by the host, so its own handling (usually an abort message) shows.
-fn store_limits(args: &RunArgs) -> StoreLimits {
+fn store_limits(args: &CommonArgs) -> StoreLimits {
     StoreLimitsBuilder::new()
         .memory_size(args.max_memory)
         .table_elements(MAX_TABLE_ELEMENTS)
@@ -60,16 +62,17 @@ fn store_limits(args: &RunArgs) -> StoreLimits {
 /// code: the caller bounds the whole run with the same deadline too.)
 pub fn apply(
     engine: &Engine,
-    state: WasiCacheState,
-    args: &RunArgs,
+    mut state: InstanceState,
+    args: &CommonArgs,
     deadline: Option<Instant>,
-) -> Store<WasiCacheState> {
-    let mut state = state
+) -> Store<InstanceState> {
+    state.cache = state
+        .cache
         .with_limits(store_limits(args))
         .with_memory_total(args.max_memory);
-    state.table.set_max_capacity(args.max_resources);
+    state.cache.table.set_max_capacity(args.max_resources);
     let mut store = Store::new(engine, state);
-    store.limiter(|state| state);
+    store.limiter(|state| &mut state.cache);
     if let Some(deadline) = deadline {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -83,27 +86,44 @@ pub fn apply(
     store
 }
 
-/// Advances an engine's epoch every [`EPOCH_TICK`], on the ambient tokio runtime, until dropped.
-pub struct EpochTicker(tokio::task::JoinHandle<()>);
+/// Advances an engine's epoch every [`EPOCH_TICK`], on a thread of its own, until dropped.
+///
+/// Not a tokio task: a component that computes without yielding occupies its worker thread
+/// until the epoch advances, and a ticker queued behind it on that worker would never run.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
 impl EpochTicker {
-    /// Starts ticking `engine`'s epoch (one ticker serves every store of the engine).
-    pub fn start(engine: &Engine) -> Self {
+    /// Starts ticking `engine`'s epoch (one ticker serves every store of the engine); fails
+    /// only when the system refuses a thread.
+    pub fn start(engine: &Engine) -> Result<Self> {
         let engine = engine.clone();
-        Self(tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(EPOCH_TICK);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                ticks.tick().await;
-                engine.increment_epoch();
-            }
-        }))
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|err| Error::new(err).context("cannot start the epoch ticker thread"))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        self.0.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -113,7 +133,7 @@ pub struct DeadlinePassed;
 
 impl fmt::Display for DeadlinePassed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the run's time limit has passed")
+        f.write_str("the instance's time limit has passed")
     }
 }
 
@@ -126,7 +146,7 @@ pub fn is_deadline(err: &Error) -> bool {
 
 /// One line saying why a component failed: `err`'s root cause, then which limit of `args` it
 /// ran into, when one was (a memory or table growth refused, a full resource table).
-pub fn explain(err: &Error, state: &WasiCacheState, args: &RunArgs) -> String {
+pub fn explain(err: &Error, state: &WasiCacheState, args: &CommonArgs) -> String {
     let mut line = one_line(&err.root_cause().to_string());
     let table_full = err.chain().any(|cause| {
         matches!(

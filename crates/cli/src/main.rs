@@ -1,7 +1,9 @@
-//! `wasi-cache`: runs a WASI command component with `wasi:keyvalue/cache` served by the embedded
-//! cache engine, or by Redis with `--redis URL`. See `wasi-cache run --help`.
+//! `wasi-cache`: runs a WASI command component (`run`) or serves a `wasi:http/proxy` component
+//! (`serve`) with `wasi:keyvalue/cache` served by the embedded cache engine, or by Redis with
+//! `--redis URL`. See `wasi-cache run --help` and `wasi-cache serve --help`.
 //!
-//! Exit codes: the component's own (`exit(n)` → n, returning `ok` → 0, returning `err` → 1);
+//! Exit codes of `serve`: 0 after a shutdown on SIGINT or SIGTERM, 2 when it cannot start.
+//! Exit codes of `run`: the component's own (`exit(n)` → n, returning `ok` → 0, returning `err` → 1);
 //! 1 when the component traps (one `error: …` line on stderr; a panic of the host inside the
 //! component's run is reported as its trap); 2 for every error before the component runs (bad
 //! options, unreadable file, not a component, missing imports, Redis unreachable), when it
@@ -9,9 +11,11 @@
 //! never happen). No Rust panic message or backtrace is ever printed.
 
 mod args;
+mod common;
 mod limits;
 mod panic;
 mod run;
+mod serve;
 mod stats;
 
 use std::process::ExitCode;
@@ -37,5 +41,6 @@ fn command() -> ExitCode {
     };
     match cli.command {
         args::Command::Run(run_args) => run::main(&run_args),
+        args::Command::Serve(serve_args) => serve::main(&serve_args),
     }
 }

@@ -70,6 +70,21 @@ pub const GOLEM_COMPAT: Guest<'static> = Guest {
     features: &[],
 };
 
+/// The caching reverse proxy example (`examples/http-proxy`), a `wasi:http/proxy` component
+/// for `wasi-cache serve`.
+pub const HTTP_PROXY: Guest<'static> = Guest {
+    manifest: "examples/http-proxy/Cargo.toml",
+    bin: "http-proxy",
+    features: &[],
+};
+
+/// [`HTTP_PROXY`] with the routes the CLI's tests use: `/_test/trap` traps, `/_test/spin`
+/// computes until stopped.
+pub const HTTP_PROXY_TEST: Guest<'static> = Guest {
+    features: &["test-routes"],
+    ..HTTP_PROXY
+};
+
 /// Path of the guest SDK's manifest (`crates/guest`), relative to the repository root.
 pub const SDK_MANIFEST: &str = "crates/guest/Cargo.toml";
 

@@ -136,30 +136,56 @@ impl Proc {
     /// Waits (at most `limit`) for the stdout line `want`; panics with the output so far if
     /// it does not come.
     pub fn expect_line(&mut self, want: &str, limit: Duration) {
+        self.next_line(want, |line| line == want, limit);
+    }
+
+    /// Waits (at most `limit`) for a stdout line starting with `prefix` and returns it; panics
+    /// with the output so far if none comes.
+    pub fn expect_line_with(&mut self, prefix: &str, limit: Duration) -> String {
+        self.next_line(prefix, |line| line.starts_with(prefix), limit)
+    }
+
+    /// Waits (at most `limit`) for a stdout line that `matches` and returns it; panics naming
+    /// `what` with the output so far if none comes.
+    fn next_line(&mut self, what: &str, matches: impl Fn(&str) -> bool, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    let found = line == want;
-                    self.stdout.push(line);
+                    let found = matches(&line);
+                    self.stdout.push(line.clone());
                     if found {
-                        return;
+                        return line;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no {want:?} line within {limit:?}: {:?}", self.stdout)
+                    panic!("no {what:?} line within {limit:?}: {:?}", self.stdout)
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     std::thread::sleep(Duration::from_millis(100));
                     panic!(
-                        "stdout closed before {want:?}: {:?}, stderr {:?}",
+                        "stdout closed before {what:?}: {:?}, stderr {:?}",
                         self.stdout,
                         self.stderr.lock().unwrap()
                     )
                 }
             }
         }
+    }
+
+    /// Sends SIGTERM to the process.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -s TERM failed");
+    }
+
+    /// The stderr collected so far (all of it once the process has ended).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Writes one line to the process's stdin.

@@ -1,0 +1,254 @@
+//! What `run` and `serve` share: the store data of an instance ([`InstanceState`]: WASI,
+//! wasi:http and the cache over one resource table), the backend built from the options, the
+//! one builder of per-instance stores ([`new_store`]), the loading and linking of a component,
+//! the component's WASI context, the `--stats` report and the reporting of start-up errors.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
+use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasmtime::component::{Component, Linker};
+use wasmtime::error::Context;
+use wasmtime::{Engine, Error, Result, Store, bail};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::args::CommonArgs;
+use crate::{limits, stats};
+
+/// Exit code of errors before the component runs (bad options, bad file, missing imports,
+/// Redis unreachable, an address in use).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Store data of one instance: WASI and the cache ([`WasiCacheState`], also the store's
+/// resource limiter) and wasi:http, all over the resource table of `cache`.
+pub struct InstanceState {
+    /// WASI, the cache, the resource table and the limits on memories and tables.
+    pub cache: WasiCacheState,
+    /// The wasi:http context (used only by components linked with wasi:http: `serve`).
+    pub http: WasiHttpCtx,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.cache.ctx()
+    }
+}
+
+impl WasiCacheView for InstanceState {
+    fn cache(&mut self) -> WasiCacheCtxView<'_> {
+        self.cache.cache()
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.cache.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+/// A multi-threaded tokio runtime with every driver (the backend's tasks, timers, sockets).
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")
+}
+
+/// Prints `err` as one `error: …` line and returns [`EXIT_USAGE`].
+pub fn setup_error(err: &Error) -> ExitCode {
+    eprintln!("error: {}", one_line(&format!("{err:#}")));
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Joins the lines of an error message so that it prints as one line.
+pub fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Prints the backend's counters to stderr when `--stats` was given.
+pub fn report_stats(args: &CommonArgs, backend: &dyn Backend) {
+    if args.stats {
+        eprintln!("{}", stats::render(&backend.stats(), args.redis.is_some()));
+    }
+}
+
+/// The cache every instance's keys live in, configured from the options: Redis with `--redis`
+/// (connected and answering within `--redis-timeout`), else the embedded engine.
+pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn Backend>> {
+    if let Some(url) = &args.redis {
+        let config = RedisConfig {
+            url: url.clone(),
+            op_timeout: args.redis_timeout,
+            vacancy_timeout: args.vacancy_timeout,
+            limits: cache_limits(args),
+        };
+        // The backend's connections and pub/sub task live on the runtime that runs the component.
+        return match runtime.block_on(RedisBackend::connect(config)) {
+            Ok(redis) => Ok(Arc::new(redis)),
+            // The CLI gives up at startup (so the library's "keeps reconnecting" hint does not
+            // apply), and never prints a password.
+            Err(err) => bail!(
+                "cannot connect to Redis at {}: {}",
+                redact(url),
+                err.to_string()
+                    .replace(" the backend keeps reconnecting", "")
+                    .replace(url.as_str(), &redact(url))
+            ),
+        };
+    }
+    let config = CacheConfig {
+        capacity: args.capacity,
+        limits: cache_limits(args),
+        vacancy_timeout: args.vacancy_timeout,
+        ..CacheConfig::default()
+    };
+    let cache = MemoryCache::new(config).context("cannot create the cache")?;
+    Ok(Arc::new(cache))
+}
+
+/// `url` without its password (`redis://user:secret@host` → `redis://user:***@host`), for
+/// error messages.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at]
+                .split_once(':')
+                .map_or(&rest[..at], |(user, _)| user);
+            let hidden = if user.len() == at { "" } else { ":***" };
+            format!("{scheme}://{user}{hidden}@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// The key and value size limits of the options.
+fn cache_limits(args: &CommonArgs) -> Limits {
+    Limits {
+        max_key_size: args.max_key_size,
+        max_value_size: args.max_value_size,
+    }
+}
+
+/// A store for one instance of a component run with `args`: `wasi`, wasi:http, the cache on
+/// `backend` with the options' namespace, size limits, live-future cap and memory budget, and
+/// the limits on memory, resources and (up to `deadline`) time of [`limits::apply`]. The one
+/// place such a store is made: `run` makes one, `serve` one per request.
+pub fn new_store(
+    engine: &Engine,
+    args: &CommonArgs,
+    backend: Arc<dyn Backend>,
+    wasi: WasiCtx,
+    deadline: Option<Instant>,
+) -> Store<InstanceState> {
+    let cache = WasiCacheCtx::builder(backend)
+        .namespace(args.namespace.clone())
+        .limits(cache_limits(args))
+        .max_live_futures(args.max_live_futures)
+        .memory_budget(args.memory_budget)
+        .build();
+    let state = InstanceState {
+        cache: WasiCacheState::new(wasi, cache),
+        http: WasiHttpCtx::new(),
+    };
+    limits::apply(engine, state, args, deadline)
+}
+
+/// Reads, checks and compiles the component at `path` on `engine`.
+pub fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    check_header(path, &bytes)?;
+    Component::new(engine, &bytes)
+        .with_context(|| format!("{} is not a valid component", path.display()))
+}
+
+/// A linker with WASI 0.2 and the cache, and with `http` the wasi:http interfaces too.
+pub fn linker(engine: &Engine, http: bool) -> Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    if http {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    }
+    wasi_cache_host::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// WASI for a component: inherited stdio, `argv`, the environment of `--env`, no files.
+pub fn wasi_ctx(args: &CommonArgs, argv: &[String]) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stdio().args(argv);
+    for (name, value) in &args.env {
+        match value {
+            Some(value) => {
+                wasi.env(name, value);
+            }
+            None => {
+                if let Ok(value) = std::env::var(name) {
+                    wasi.env(name, value);
+                }
+            }
+        }
+    }
+    wasi.build()
+}
+
+/// The name a component sees as its argv[0]: its file's name.
+pub fn argv0(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Tells a component from a core module or a file that is not WebAssembly at all.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        bail!(
+            "{} is not a WebAssembly component (no `\\0asm` header); build one for wasm32-wasip2",
+            path.display()
+        );
+    }
+    if bytes[4..8] == CORE_VERSION {
+        bail!(
+            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+             or wrap it with `wasm-tools component new`",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://:pw@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(redact("rediss://me:p@w@h/0"), "rediss://me:***@h/0");
+        assert_eq!(redact("redis://me@h"), "redis://me@h");
+        assert_eq!(redact("redis://h/a@b"), "redis://h/a@b");
+        assert_eq!(redact("nonsense"), "nonsense");
+    }
+}

@@ -1,0 +1,356 @@
+//! `wasi-cache serve`: serves a `wasi:http/proxy` component over HTTP/1.1 (hyper, through
+//! wasmtime-wasi-http), compiled and pre-instantiated once, a fresh instance per request, every
+//! instance on one shared backend. The server's own answers (503 above
+//! `--max-concurrent-requests`, 504 past `--request-timeout`, 500 for a trap) and the graceful
+//! shutdown on SIGINT and SIGTERM live here too.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
+use wasi_cache_engine::Backend;
+use wasmtime::error::Context;
+use wasmtime::{Error, Result};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::args::{CommonArgs, ServeArgs, format_duration};
+use crate::common::{self, EXIT_USAGE, InstanceState, setup_error};
+use crate::{limits, panic};
+
+/// Runs `wasi-cache serve` until SIGINT or SIGTERM and returns the process's exit code: 0
+/// after a shutdown, 2 when the server cannot start.
+pub fn main(args: &ServeArgs) -> ExitCode {
+    if let Err(message) = args.common.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let runtime = match common::runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => return setup_error(&err),
+    };
+    let pre = match prepare(args) {
+        Ok(pre) => pre,
+        Err(err) => return setup_error(&err),
+    };
+    let backend = match common::backend(&args.common, &runtime) {
+        Ok(backend) => backend,
+        Err(err) => return setup_error(&err),
+    };
+    let listener = match runtime.block_on(listen(args.addr)) {
+        Ok(listener) => listener,
+        Err(err) => return setup_error(&err),
+    };
+    let server = Arc::new(Server {
+        pre,
+        backend: backend.clone(),
+        common: args.common.clone(),
+        argv: vec![common::argv0(&args.component)],
+        time_limit: args.time_limit(),
+        permits: Arc::new(Semaphore::new(args.max_concurrent_requests)),
+        max_requests: args.max_concurrent_requests,
+        halt: watch::channel(false).0,
+    });
+    if let Err(err) = runtime.block_on(serve(server, listener, args.shutdown_timeout)) {
+        return setup_error(&err);
+    }
+    // Lets the backend calls instances left behind finish (releases of vacancies, writes whose
+    // futures were dropped) before the runtime stops.
+    runtime.block_on(backend.settle(args.common.redis_timeout));
+    drop(runtime);
+    common::report_stats(&args.common, &*backend);
+    ExitCode::SUCCESS
+}
+
+/// Compiles the component and links it with WASI, wasi:http and the cache, once for every
+/// request, on an engine set up for the time limit.
+fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
+    let path = &args.component;
+    let engine = limits::engine(args.time_limit().is_some())?;
+    let component = common::load_component(&engine, path)?;
+    let linker = common::linker(&engine, true)?;
+    let pre = linker.instantiate_pre(&component).with_context(|| {
+        format!(
+            "cannot link {} with WASI 0.2, wasi:http and wasi:keyvalue/cache",
+            path.display()
+        )
+    })?;
+    ProxyPre::new(pre).with_context(|| {
+        format!(
+            "{} is not a wasi:http/proxy component (it must export \
+             wasi:http/incoming-handler@0.2)",
+            path.display()
+        )
+    })
+}
+
+/// Binds the listening socket.
+async fn listen(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// What every request's handling shares.
+struct Server {
+    /// The component, compiled, linked and ready to instantiate.
+    pre: ProxyPre<InstanceState>,
+    /// The cache every instance shares.
+    backend: Arc<dyn Backend>,
+    /// The cache options and per-instance limits.
+    common: CommonArgs,
+    /// The component's argv (its file's name).
+    argv: Vec<String>,
+    /// `--request-timeout`, unless zero.
+    time_limit: Option<Duration>,
+    /// One permit per request in flight (held until its instance is dropped).
+    permits: Arc<Semaphore>,
+    /// `--max-concurrent-requests`: every permit.
+    max_requests: usize,
+    /// Set when the shutdown timeout has passed: instances still running are dropped.
+    halt: watch::Sender<bool>,
+}
+
+/// How a request's instance ended.
+enum End {
+    /// The handler returned (having set its response, or not).
+    Returned,
+    /// The instance trapped, for this reason (one line).
+    Trapped(String),
+    /// The request's time limit passed while the instance ran.
+    TimedOut,
+    /// The server stopped it at the end of the shutdown timeout.
+    Halted,
+}
+
+impl Server {
+    /// Answers one request: in a fresh instance of the component, or with the server's own 503,
+    /// 504 or 500.
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is handling --max-concurrent-requests requests already\n",
+            );
+        };
+        let what = format!("{} {}", request.method(), request.uri());
+        // A limit is at most 365 days, which `Instant` can always add.
+        let deadline = self
+            .time_limit
+            .and_then(|limit| Instant::now().checked_add(limit));
+        let wasi = common::wasi_ctx(&self.common, &self.argv);
+        let mut store = common::new_store(
+            self.pre.engine(),
+            &self.common,
+            self.backend.clone(),
+            wasi,
+            deadline,
+        );
+        let (sender, receiver) = oneshot::channel();
+        let resources = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|request| {
+                let out = store.data_mut().http().new_response_outparam(sender)?;
+                Ok((request, out))
+            });
+        let (request, out) = match resources {
+            Ok(resources) => resources,
+            Err(err) => return self.internal_error(&what, &err),
+        };
+        let server = self.clone();
+        let instance = tokio::spawn(async move {
+            let _permit = permit;
+            let mut halt = server.halt.subscribe();
+            let handle = panic::catch(async {
+                let proxy = server.pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, out)
+                    .await
+            });
+            // The epoch callback stops an instance that computes; this stops one blocked in a
+            // host call, which runs no code that could check the epoch.
+            let bounded = async {
+                match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline.into(), handle).await.ok(),
+                    None => Some(handle.await),
+                }
+            };
+            let finished = tokio::select! {
+                finished = bounded => finished,
+                _ = halt.wait_for(|halted| *halted) => return End::Halted,
+            };
+            match finished {
+                None => End::TimedOut,
+                Some(Err(panic)) => End::Trapped(format!("host panicked: {panic}")),
+                Some(Ok(Ok(()))) => End::Returned,
+                Some(Ok(Err(err))) if limits::is_deadline(&err) => End::TimedOut,
+                Some(Ok(Err(err))) => {
+                    End::Trapped(limits::explain(&err, &store.data().cache, &server.common))
+                }
+            }
+            // The store drops here: the instance's vacancies pass to waiters.
+        });
+        let response = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), receiver).await,
+            None => Ok(receiver.await),
+        };
+        match response {
+            Ok(Ok(Ok(response))) => response,
+            Ok(Ok(Err(code))) => {
+                eprintln!("warning: {what}: the component answered with the error {code:?}");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the component failed to answer\n",
+                )
+            }
+            Err(_elapsed) => {
+                instance.abort();
+                self.timed_out(&what)
+            }
+            // The instance ended without setting a response: its end says why.
+            Ok(Err(_dropped)) => match instance.await {
+                Ok(End::TimedOut) => self.timed_out(&what),
+                Ok(End::Trapped(reason)) => {
+                    eprintln!("warning: {what}: the component trapped: {reason}");
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "the component trapped\n")
+                }
+                Ok(End::Halted) => plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the server is shutting down\n",
+                ),
+                Ok(End::Returned) => self.internal_error(
+                    &what,
+                    &Error::msg("the component returned without setting a response"),
+                ),
+                Err(err) => self.internal_error(&what, &Error::new(err)),
+            },
+        }
+    }
+
+    /// The 504 of a request past its time limit.
+    fn timed_out(&self, what: &str) -> Response<HyperOutgoingBody> {
+        let limit = format_duration(self.time_limit.unwrap_or_default());
+        eprintln!("warning: {what}: the component exceeded the --request-timeout of {limit}");
+        plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the component exceeded the request's time limit\n",
+        )
+    }
+
+    /// The 500 of a request the host could not hand to the component.
+    fn internal_error(&self, what: &str, err: &Error) -> Response<HyperOutgoingBody> {
+        eprintln!("warning: {what}: {}", common::one_line(&format!("{err:#}")));
+        plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+    }
+}
+
+/// A response of the server's own: `status` with a short plain-text body.
+fn plain(status: StatusCode, text: &'static str) -> Response<HyperOutgoingBody> {
+    let body = Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Accepts connections until SIGINT or SIGTERM, then shuts down gracefully: stops accepting,
+/// lets every connection finish the request it is serving and every instance end, for at most
+/// `shutdown_timeout`, and then drops what is left.
+async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    shutdown_timeout: Duration,
+) -> Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let _ticker = server
+        .time_limit
+        .map(|_| limits::EpochTicker::start(server.pre.engine()))
+        .transpose()?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    println!("wasi-cache serve: listening on http://{addr}");
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(connection(server.clone(), stream, stopped.clone()));
+                }
+                Err(err) => {
+                    // Out of file descriptors, say: wait for some to be closed.
+                    eprintln!("warning: cannot accept a connection: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    println!(
+        "wasi-cache serve: shutting down (up to {} for requests in flight)",
+        format_duration(shutdown_timeout)
+    );
+    let _ = stop.send(true);
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+        // Every instance ended (one can outlive its connection: a client gone mid-request).
+        let all = u32::try_from(server.max_requests).unwrap_or(u32::MAX);
+        let _ = server.permits.acquire_many(all).await;
+    })
+    .await;
+    if drained.is_err() {
+        eprintln!(
+            "warning: requests still in flight after the --shutdown-timeout of {} were dropped",
+            format_duration(shutdown_timeout)
+        );
+        let _ = server.halt.send(true);
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Serves one connection's requests until the client closes it or, once `stop` is set, until
+/// the request in progress is answered.
+async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    let service = service_fn(move |request| {
+        let server = server.clone();
+        async move { Ok::<_, Infallible>(server.handle(request).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
+}

@@ -1,0 +1,461 @@
+//! `wasi-cache serve` end to end: the example caching proxy (`examples/http-proxy`, with its test
+//! routes) served on a loopback port in front of an upstream written here, driven by a real HTTP
+//! client. Every server process is killed when its test ends ([`Proc`]'s drop).
+
+mod common;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Proc, STARTUP, tmp, wasi_cache};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use wasi_cache_guest_build as guest_build;
+use wasmtime_wasi_http::io::TokioIo;
+
+/// A generous bound on any test's run (a hang guard, never a measurement).
+const HANG_GUARD: Duration = Duration::from_secs(120);
+
+/// How long the upstream takes to answer `/slow/…`.
+const UPSTREAM_LATENCY: Duration = Duration::from_millis(300);
+
+fn proxy_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_build::build(guest_build::HTTP_PROXY_TEST, tmp()))
+}
+
+/// The upstream: `/slow/…` answers after [`UPSTREAM_LATENCY`]; `/hold/…` answers once
+/// [`Upstream::release`] is called; `/no-store` answers with `Cache-Control: no-store`, `/ttl-1`
+/// with `max-age=1`, everything else with `max-age=60`. It counts the requests it receives, per
+/// path.
+struct Upstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<HashMap<String, usize>>>,
+    /// The number of requests received so far.
+    total: watch::Receiver<usize>,
+    gate: watch::Sender<bool>,
+}
+
+impl Upstream {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let (count, total) = watch::channel(0usize);
+        let count = Arc::new(count);
+        let (gate, opened) = watch::channel(false);
+        let counts = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (counts, count, opened) = (counts.clone(), count.clone(), opened.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        let (counts, count, mut opened) =
+                            (counts.clone(), count.clone(), opened.clone());
+                        async move {
+                            let path = request.uri().path().to_owned();
+                            *counts.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                            count.send_modify(|n| *n += 1);
+                            let mut control = "max-age=60";
+                            if path.starts_with("/slow/") {
+                                tokio::time::sleep(UPSTREAM_LATENCY).await;
+                            } else if path.starts_with("/hold/") {
+                                let _ = opened.wait_for(|open| *open).await;
+                            } else if path == "/no-store" {
+                                control = "no-store";
+                            } else if path == "/ttl-1" {
+                                control = "max-age=1";
+                            }
+                            let body = Full::new(Bytes::from(format!("upstream says {path}")));
+                            let response = Response::builder()
+                                .header("cache-control", control)
+                                .header("content-type", "text/plain")
+                                .body(body)
+                                .unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            seen,
+            total,
+            gate,
+        }
+    }
+
+    /// The requests received for `path`.
+    fn seen(&self, path: &str) -> usize {
+        self.seen.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Waits until the upstream has received `n` requests in all.
+    async fn wait_for_requests(&self, n: usize) {
+        let mut total = self.total.clone();
+        total.wait_for(|total| *total >= n).await.unwrap();
+    }
+
+    /// Lets every `/hold/…` request (waiting or to come) be answered.
+    fn release(&self) {
+        self.gate.send_replace(true);
+    }
+}
+
+/// A `wasi-cache serve` of the proxy in front of `upstream`, on a free loopback port.
+struct Server {
+    proc: Proc,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(upstream: &Upstream, options: &[&str]) -> Self {
+        Self::start_for(&format!("http://{}", upstream.addr), options)
+    }
+
+    /// A server of the proxy in front of the upstream at `url`.
+    fn start_for(url: &str, options: &[&str]) -> Self {
+        let upstream = format!("UPSTREAM={url}");
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--env", upstream.as_str()];
+        args.extend(options);
+        let wasm = proxy_wasm().to_str().unwrap();
+        args.push(wasm);
+        let mut proc = Proc::spawn(&args);
+        let line = proc.expect_line_with("wasi-cache serve: listening on http://", STARTUP);
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("no address in {line:?}"));
+        Self { proc, addr }
+    }
+}
+
+/// What a response said.
+#[derive(Debug, Clone, PartialEq)]
+struct Reply {
+    status: StatusCode,
+    x_cache: Option<String>,
+    body: String,
+}
+
+/// `GET path` on a connection of its own.
+async fn get(addr: SocketAddr, path: impl AsRef<str>) -> Reply {
+    let path = path.as_ref();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let x_cache = response
+        .headers()
+        .get("x-cache")
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        x_cache,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Runs `test` under the [`HANG_GUARD`], once the proxy is built (which may take minutes).
+async fn guarded(test: impl Future<Output = ()>) {
+    tokio::task::spawn_blocking(proxy_wasm).await.unwrap();
+    tokio::time::timeout(HANG_GUARD, test)
+        .await
+        .expect("the test hung");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        let requests = (0..200).map(|_| tokio::spawn(get(server.addr, "/slow/page")));
+        let mut replies = Vec::new();
+        for request in requests.collect::<Vec<_>>() {
+            replies.push(request.await.unwrap());
+        }
+        assert_eq!(upstream.seen("/slow/page"), 1);
+        let mut by_cache: HashMap<Option<String>, usize> = HashMap::new();
+        for reply in &replies {
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/page");
+            *by_cache.entry(reply.x_cache.clone()).or_default() += 1;
+        }
+        eprintln!("x-cache of the stampede: {by_cache:?}");
+        let count = |how: &str| by_cache.get(&Some(how.to_owned())).copied().unwrap_or(0);
+        // One request fetched; the others waited for it, but for any that reached the cache
+        // only after the fill (the server still instantiating it, on a loaded machine): a HIT.
+        assert_eq!(count("MISS"), 1, "{by_cache:?}");
+        assert!(count("WAIT") >= 1, "{by_cache:?}");
+        assert_eq!(count("WAIT") + count("HIT"), 199, "{by_cache:?}");
+        let later = get(server.addr, "/slow/page").await;
+        assert_eq!(later.x_cache.as_deref(), Some("HIT"));
+        assert_eq!(later.body, "upstream says /slow/page");
+        assert_eq!(upstream.seen("/slow/page"), 1);
+        // Not stored: each request goes to the upstream.
+        for _ in 0..2 {
+            let reply = get(server.addr, "/no-store").await;
+            assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
+        }
+        assert_eq!(upstream.seen("/no-store"), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_redis_reach_the_upstream_once() {
+    let redis = wasi_cache_redis_server::RedisServer::start();
+    let url = format!("{}/0", redis.url());
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let options = ["--redis", url.as_str(), "--namespace", "site"];
+        let servers = [
+            Server::start(&upstream, &options),
+            Server::start(&upstream, &options),
+        ];
+        let requests: Vec<_> = (0..200)
+            .map(|i| tokio::spawn(get(servers[i % 2].addr, "/slow/shared")))
+            .collect();
+        let mut misses = 0;
+        for request in requests {
+            let reply = request.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/shared");
+            misses += usize::from(reply.x_cache.as_deref() == Some("MISS"));
+        }
+        assert_eq!(misses, 1);
+        assert_eq!(upstream.seen("/slow/shared"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--max-concurrent-requests", "3"]);
+        let held: Vec<_> = (0..3)
+            .map(|i| tokio::spawn(get(server.addr, format!("/hold/{i}"))))
+            .collect();
+        upstream.wait_for_requests(3).await;
+        for _ in 0..5 {
+            let refused = get(server.addr, "/slow/other").await;
+            assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        assert_eq!(upstream.seen("/slow/other"), 0);
+        upstream.release();
+        for request in held {
+            let reply = request.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        }
+        let reply = get(server.addr, "/slow/other").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_is_a_500_for_that_request_only() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        let trapped = get(server.addr, "/_test/trap").await;
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let reply = get(server.addr, "/slow/after-trap").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        // The holder takes the vacancy of `/slow/handed`, then waits for the upstream's
+        // `/hold/trap` before it traps.
+        let holder = tokio::spawn(get(server.addr, "/_test/trap-holding/slow/handed"));
+        upstream.wait_for_requests(1).await;
+        let waiters: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(get(server.addr, "/slow/handed")))
+            .collect();
+        // Time for the waiters to reach the rendezvous (were one late, it would find the key
+        // missing and fetch it itself: the assertions hold either way).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        upstream.release();
+        let trapped = holder.await.unwrap();
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        for waiter in waiters {
+            let reply = waiter.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/handed");
+        }
+        assert_eq!(upstream.seen("/slow/handed"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_while_holding_the_vacancy_hands_it_to_a_waiter() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--request-timeout", "3s"]);
+        // The holder takes the vacancy of `/slow/timed-out` and waits for the upstream's
+        // `/hold/trap`, which never answers (the gate stays closed): it gets a 504 and its
+        // instance is dropped, with the vacancy.
+        let holder = tokio::spawn(get(server.addr, "/_test/trap-holding/slow/timed-out"));
+        upstream.wait_for_requests(1).await;
+        // The waiters' own time limits end half-way through the holder's, after its hand-off
+        // and the 300 ms fetch of the next holder (margins, not measurements).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let waiters: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(get(server.addr, "/slow/timed-out")))
+            .collect();
+        let timed_out = holder.await.unwrap();
+        assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
+        for waiter in waiters {
+            let reply = waiter.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            assert_eq!(reply.body, "upstream says /slow/timed-out");
+        }
+        assert_eq!(upstream.seen("/slow/timed-out"), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_response_is_fetched_again() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &[]);
+        let first = get(server.addr, "/ttl-1").await;
+        assert_eq!(first.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(upstream.seen("/ttl-1"), 1);
+        // Past the one-second max-age (a TTL, not a measurement of the server).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let again = get(server.addr, "/ttl-1").await;
+        assert_eq!(again.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(upstream.seen("/ttl-1"), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
+    guarded(async {
+        // A port nobody listens on (bound, then closed).
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let server = Server::start_for(&dead, &[]);
+        for _ in 0..2 {
+            let reply = get(server.addr, "/page").await;
+            assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{reply:?}");
+            assert_eq!(reply.x_cache, None);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_request_timeout_is_a_504() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--request-timeout", "1s"]);
+        // Computing forever: stopped by epoch interruption.
+        let spin = get(server.addr, "/_test/spin").await;
+        assert_eq!(spin.status, StatusCode::GATEWAY_TIMEOUT);
+        // Blocked in a host call (the upstream never answers): stopped by the host's timer.
+        let held = get(server.addr, "/hold/forever").await;
+        assert_eq!(held.status, StatusCode::GATEWAY_TIMEOUT);
+        let reply = get(server.addr, "/slow/after-timeout").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let mut server = Server::start(&upstream, &[]);
+        let held: Vec<_> = (0..50)
+            .map(|i| tokio::spawn(get(server.addr, format!("/hold/{i}"))))
+            .collect();
+        upstream.wait_for_requests(50).await;
+        server.proc.terminate();
+        server
+            .proc
+            .expect_line_with("wasi-cache serve: shutting down", STARTUP);
+        upstream.release();
+        for request in held {
+            let reply = request.await.unwrap();
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        }
+        let ended = tokio::task::spawn_blocking(move || server.proc.wait(HANG_GUARD))
+            .await
+            .unwrap();
+        assert!(ended.status.success(), "{ended:?}");
+    })
+    .await;
+}
+
+#[test]
+fn start_up_errors_are_one_line_and_exit_code_2() {
+    // Not a proxy component: one that exports nothing.
+    let empty = tmp().join("serve-empty-component.wasm");
+    std::fs::write(&empty, wat::parse_str("(component)").unwrap()).unwrap();
+    let run = wasi_cache(["serve", "--addr", "127.0.0.1:0", empty.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.starts_with("error: ") && run.stderr.contains("not a wasi:http/proxy component"),
+        "{run:?}"
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+    // The address is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = wasi_cache(["serve", "--addr", &addr, proxy_wasm().to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr
+            .starts_with(&format!("error: cannot listen on {addr}")),
+        "{run:?}"
+    );
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+
+    // A bad option.
+    let run = wasi_cache(["serve", "--request-timeout", "soon", "x.wasm"]);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(
+        run.stderr.starts_with("error: invalid value 'soon'"),
+        "{run:?}"
+    );
+}
