@@ -11,7 +11,7 @@ use std::time::Instant;
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result, Store, bail};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -170,23 +170,29 @@ pub fn new_store(
     limits::apply(engine, state, args, deadline)
 }
 
-/// Reads, checks and compiles the component at `path` on `engine`.
-pub fn load_component(engine: &Engine, path: &Path) -> Result<Component> {
+/// Reads, checks and compiles the component at `path` on an engine set up for the limits
+/// (epoch interruption when `timed`), and links it with WASI 0.2, the cache and, with `http`,
+/// wasi:http: ready to instantiate once per run or per request.
+pub fn instantiate_pre(path: &Path, timed: bool, http: bool) -> Result<InstancePre<InstanceState>> {
+    let engine = limits::engine(timed)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_header(path, &bytes)?;
-    Component::new(engine, &bytes)
-        .with_context(|| format!("{} is not a valid component", path.display()))
-}
-
-/// A linker with WASI 0.2 and the cache, and with `http` the wasi:http interfaces too.
-pub fn linker(engine: &Engine, http: bool) -> Result<Linker<InstanceState>> {
-    let mut linker = Linker::new(engine);
+    let component = Component::new(&engine, &bytes)
+        .with_context(|| format!("{} is not a valid component", path.display()))?;
+    let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     if http {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
     wasi_cache_host::add_to_linker(&mut linker)?;
-    Ok(linker)
+    let interfaces = if http {
+        "WASI 0.2, wasi:http and wasi:keyvalue/cache"
+    } else {
+        "WASI 0.2 and wasi:keyvalue/cache"
+    };
+    linker
+        .instantiate_pre(&component)
+        .with_context(|| format!("cannot link {} with {interfaces}", path.display()))
 }
 
 /// WASI for a component: inherited stdio, `argv`, the environment of `--env`, no files.

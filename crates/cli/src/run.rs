@@ -143,15 +143,8 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
 /// options' limits.
 fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre<InstanceState>)> {
     let path = args.component();
-    let engine = limits::engine(args.time_limit().is_some())?;
-    let component = common::load_component(&engine, path)?;
-    let linker = common::linker(&engine, false)?;
-    let pre = linker.instantiate_pre(&component).with_context(|| {
-        format!(
-            "cannot link {} with WASI 0.2 and wasi:keyvalue/cache",
-            path.display()
-        )
-    })?;
+    let pre = common::instantiate_pre(path, args.time_limit().is_some(), false)?;
+    let engine = pre.engine().clone();
     let pre = CommandPre::new(pre).with_context(|| {
         format!(
             "{} is not a wasi:cli/command component (it must export wasi:cli/run)",

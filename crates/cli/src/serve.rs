@@ -81,15 +81,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
 /// request, on an engine set up for the time limit.
 fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
     let path = &args.component;
-    let engine = limits::engine(args.time_limit().is_some())?;
-    let component = common::load_component(&engine, path)?;
-    let linker = common::linker(&engine, true)?;
-    let pre = linker.instantiate_pre(&component).with_context(|| {
-        format!(
-            "cannot link {} with WASI 0.2, wasi:http and wasi:keyvalue/cache",
-            path.display()
-        )
-    })?;
+    let pre = common::instantiate_pre(path, args.time_limit().is_some(), true)?;
     ProxyPre::new(pre).with_context(|| {
         format!(
             "{} is not a wasi:http/proxy component (it must export \
