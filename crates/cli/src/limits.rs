@@ -127,6 +127,21 @@ impl Drop for EpochTicker {
     }
 }
 
+/// The deadline of a run or request starting now with time limit `limit` (at most 365 days,
+/// which `Instant` can always add).
+pub fn deadline(limit: Option<Duration>) -> Option<Instant> {
+    limit.and_then(|limit| Instant::now().checked_add(limit))
+}
+
+/// Runs `future` to its end, or until `deadline` (`None` when it passed first). This is what
+/// stops a component blocked in a host call, which runs no code that could check the epoch.
+pub async fn within<F: Future>(deadline: Option<Instant>, future: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), future).await.ok(),
+        None => Some(future.await),
+    }
+}
+
 /// The error a component's code is stopped with once its run's deadline has passed.
 #[derive(Debug)]
 pub struct DeadlinePassed;

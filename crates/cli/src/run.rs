@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasi_cache_engine::Backend;
 use wasmtime::error::Context;
@@ -32,13 +32,9 @@ enum Outcome {
 
 /// Runs `wasi-cache run` and returns the process's exit code.
 pub fn main(args: &RunArgs) -> ExitCode {
-    if let Err(message) = args.common.validate() {
-        eprintln!("error: {message}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let runtime = match common::runtime() {
+    let runtime = match common::start(&args.common) {
         Ok(runtime) => runtime,
-        Err(err) => return setup_error(&err),
+        Err(code) => return code,
     };
     let backend = match common::backend(&args.common, &runtime) {
         Ok(backend) => backend,
@@ -90,10 +86,9 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
         Ok(prepared) => prepared,
         Err(err) => return Outcome::Setup(err),
     };
-    // The clock starts once the component is compiled and linked. A limit is at most 365 days,
-    // which `Instant` can always add.
+    // The clock starts once the component is compiled and linked.
     let limit = args.time_limit();
-    let deadline = limit.and_then(|limit| Instant::now().checked_add(limit));
+    let deadline = limits::deadline(limit);
     let _ticker = match deadline.map(|_| limits::EpochTicker::start(&engine)) {
         Some(Err(err)) => return Outcome::Setup(err),
         ticker => ticker,
@@ -112,10 +107,7 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
     });
     // The epoch callback stops a component that computes; this stops one blocked in a host
     // call (on a pollable, say), which runs no code that could check the epoch.
-    let finished = match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), call).await.ok(),
-        None => Some(call.await),
-    };
+    let finished = limits::within(deadline, call).await;
     let limit = limit.unwrap_or_default();
     match finished {
         None => Outcome::TimedOut(limit),

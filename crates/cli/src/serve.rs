@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,19 +30,15 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::args::{CommonArgs, ServeArgs, format_duration};
-use crate::common::{self, EXIT_USAGE, InstanceState, setup_error};
+use crate::common::{self, InstanceState, setup_error};
 use crate::{limits, panic};
 
 /// Runs `wasi-cache serve` until SIGINT or SIGTERM and returns the process's exit code: 0
 /// after a shutdown, 2 when the server cannot start.
 pub fn main(args: &ServeArgs) -> ExitCode {
-    if let Err(message) = args.common.validate() {
-        eprintln!("error: {message}");
-        return ExitCode::from(EXIT_USAGE);
-    }
-    let runtime = match common::runtime() {
+    let runtime = match common::start(&args.common) {
         Ok(runtime) => runtime,
-        Err(err) => return setup_error(&err),
+        Err(code) => return code,
     };
     let pre = match prepare(args) {
         Ok(pre) => pre,
@@ -141,10 +137,7 @@ impl Server {
             );
         };
         let what = format!("{} {}", request.method(), request.uri());
-        // A limit is at most 365 days, which `Instant` can always add.
-        let deadline = self
-            .time_limit
-            .and_then(|limit| Instant::now().checked_add(limit));
+        let deadline = limits::deadline(self.time_limit);
         let wasi = common::wasi_ctx(&self.common, &self.argv);
         let mut store = common::new_store(
             self.pre.engine(),
@@ -177,16 +170,10 @@ impl Server {
                     .call_handle(&mut store, request, out)
                     .await
             });
-            // The epoch callback stops an instance that computes; this stops one blocked in a
-            // host call, which runs no code that could check the epoch.
-            let bounded = async {
-                match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline.into(), handle).await.ok(),
-                    None => Some(handle.await),
-                }
-            };
+            // The epoch callback stops an instance that computes; `within`, one blocked in a
+            // host call.
             let finished = tokio::select! {
-                finished = bounded => finished,
+                finished = limits::within(deadline, handle) => finished,
                 _ = halt.wait_for(|halted| *halted) => return End::Halted,
             };
             match finished {
@@ -200,25 +187,21 @@ impl Server {
             }
             // The store drops here: the instance's vacancies pass to waiters.
         });
-        let response = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), receiver).await,
-            None => Ok(receiver.await),
-        };
-        match response {
-            Ok(Ok(Ok(response))) => response,
-            Ok(Ok(Err(code))) => {
+        match limits::within(deadline, receiver).await {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(code))) => {
                 eprintln!("warning: {what}: the component answered with the error {code:?}");
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the component failed to answer\n",
                 )
             }
-            Err(_elapsed) => {
+            None => {
                 instance.abort();
                 self.timed_out(&what)
             }
             // The instance ended without setting a response: its end says why.
-            Ok(Err(_dropped)) => match instance.await {
+            Some(Err(_dropped)) => match instance.await {
                 Ok(End::TimedOut) => self.timed_out(&what),
                 Ok(End::Trapped(reason)) => {
                     eprintln!("warning: {what}: the component trapped: {reason}");

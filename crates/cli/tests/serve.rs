@@ -155,6 +155,20 @@ struct Reply {
     body: String,
 }
 
+/// Awaits every request, checking that each got a `200` (and, given one, this body).
+async fn all_ok(requests: Vec<tokio::task::JoinHandle<Reply>>, body: Option<&str>) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    for request in requests {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        if let Some(body) = body {
+            assert_eq!(reply.body, body);
+        }
+        replies.push(reply);
+    }
+    replies
+}
+
 /// `GET path` on a connection of its own.
 async fn get(addr: SocketAddr, path: impl AsRef<str>) -> Reply {
     let path = path.as_ref();
@@ -194,16 +208,13 @@ async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
     guarded(async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &[]);
-        let requests = (0..200).map(|_| tokio::spawn(get(server.addr, "/slow/page")));
-        let mut replies = Vec::new();
-        for request in requests.collect::<Vec<_>>() {
-            replies.push(request.await.unwrap());
-        }
+        let requests = (0..200)
+            .map(|_| tokio::spawn(get(server.addr, "/slow/page")))
+            .collect();
+        let replies = all_ok(requests, Some("upstream says /slow/page")).await;
         assert_eq!(upstream.seen("/slow/page"), 1);
         let mut by_cache: HashMap<Option<String>, usize> = HashMap::new();
         for reply in &replies {
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-            assert_eq!(reply.body, "upstream says /slow/page");
             *by_cache.entry(reply.x_cache.clone()).or_default() += 1;
         }
         eprintln!("x-cache of the stampede: {by_cache:?}");
@@ -241,13 +252,11 @@ async fn two_servers_on_one_redis_reach_the_upstream_once() {
         let requests: Vec<_> = (0..200)
             .map(|i| tokio::spawn(get(servers[i % 2].addr, "/slow/shared")))
             .collect();
-        let mut misses = 0;
-        for request in requests {
-            let reply = request.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-            assert_eq!(reply.body, "upstream says /slow/shared");
-            misses += usize::from(reply.x_cache.as_deref() == Some("MISS"));
-        }
+        let replies = all_ok(requests, Some("upstream says /slow/shared")).await;
+        let misses = replies
+            .iter()
+            .filter(|reply| reply.x_cache.as_deref() == Some("MISS"))
+            .count();
         assert_eq!(misses, 1);
         assert_eq!(upstream.seen("/slow/shared"), 1);
     })
@@ -269,10 +278,7 @@ async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
         }
         assert_eq!(upstream.seen("/slow/other"), 0);
         upstream.release();
-        for request in held {
-            let reply = request.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        }
+        all_ok(held, None).await;
         let reply = get(server.addr, "/slow/other").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
@@ -311,11 +317,7 @@ async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
         upstream.release();
         let trapped = holder.await.unwrap();
         assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
-        for waiter in waiters {
-            let reply = waiter.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-            assert_eq!(reply.body, "upstream says /slow/handed");
-        }
+        all_ok(waiters, Some("upstream says /slow/handed")).await;
         assert_eq!(upstream.seen("/slow/handed"), 1);
     })
     .await;
@@ -339,11 +341,7 @@ async fn a_timeout_while_holding_the_vacancy_hands_it_to_a_waiter() {
             .collect();
         let timed_out = holder.await.unwrap();
         assert_eq!(timed_out.status, StatusCode::GATEWAY_TIMEOUT);
-        for waiter in waiters {
-            let reply = waiter.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-            assert_eq!(reply.body, "upstream says /slow/timed-out");
-        }
+        all_ok(waiters, Some("upstream says /slow/timed-out")).await;
         assert_eq!(upstream.seen("/slow/timed-out"), 1);
     })
     .await;
@@ -414,10 +412,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
             .proc
             .expect_line_with("wasi-cache serve: shutting down", STARTUP);
         upstream.release();
-        for request in held {
-            let reply = request.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        }
+        all_ok(held, None).await;
         let ended = tokio::task::spawn_blocking(move || server.proc.wait(HANG_GUARD))
             .await
             .unwrap();
