@@ -243,6 +243,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Longest a client may take to send a request's headers (an idle keep-alive connection
+    /// counts as sending the next request's); past it the connection is closed (0 means no
+    /// limit).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Address of the admin endpoint (HOST:PORT): `GET /metrics` (Prometheus) and
+    /// `GET /healthz`. Off by default; keep it off the public network.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin_addr: Option<SocketAddr>,
+
     /// The wasi:http/proxy component to serve (a .wasm file built for wasm32-wasip2).
     #[arg(value_name = "COMPONENT")]
     pub component: PathBuf,

@@ -121,6 +121,8 @@ impl Upstream {
 struct Server {
     proc: Proc,
     addr: SocketAddr,
+    /// The admin endpoint's address, when started with `--admin-addr`.
+    admin: Option<SocketAddr>,
 }
 
 impl Server {
@@ -136,14 +138,76 @@ impl Server {
         let wasm = proxy_wasm().to_str().unwrap();
         args.push(wasm);
         let mut proc = Proc::spawn(&args);
+        // The admin endpoint is announced first.
+        let admin = options.contains(&"--admin-addr").then(|| {
+            let line =
+                proc.expect_line_with("wasi-cache serve: admin endpoint on http://", STARTUP);
+            address_in(&line)
+        });
         let line = proc.expect_line_with("wasi-cache serve: listening on http://", STARTUP);
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap_or_else(|_| panic!("no address in {line:?}"));
-        Self { proc, addr }
+        Self {
+            proc,
+            addr: address_in(&line),
+            admin,
+        }
+    }
+
+    /// Scrapes the admin endpoint's `/metrics`, parsed by a Prometheus text parser.
+    async fn metrics(&self) -> Metrics {
+        let reply = get(self.admin.expect("started with --admin-addr"), "/metrics").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let lines = reply.body.lines().map(|line| Ok(line.to_owned()));
+        Metrics(prometheus_parse::Scrape::parse(lines).unwrap())
+    }
+
+    /// The admin endpoint's `/healthz` status.
+    async fn health(&self) -> StatusCode {
+        get(self.admin.expect("started with --admin-addr"), "/healthz")
+            .await
+            .status
+    }
+
+    /// Waits until the metric `name` reaches `at_least`.
+    async fn wait_for_metric(&self, name: &str, at_least: f64) {
+        while self.metrics().await.value(name, &[]) < at_least {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The address at the end of a start-up line (`… http://ADDR`).
+fn address_in(line: &str) -> SocketAddr {
+    line.rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no address in {line:?}"))
+}
+
+/// One scrape of `/metrics`.
+struct Metrics(prometheus_parse::Scrape);
+
+impl Metrics {
+    /// The value of the sample `name` with exactly these `labels` (0 when absent: a counter
+    /// never bumped), or a histogram's count.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        use prometheus_parse::Value;
+        let sample = self.0.samples.iter().find(|sample| {
+            sample.metric == name
+                && sample.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(key, value)| sample.labels.get(key) == Some(value))
+        });
+        match sample.map(|sample| &sample.value) {
+            None => 0.0,
+            Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
+            Some(Value::Histogram(buckets)) => buckets
+                .iter()
+                .find(|bucket| bucket.less_than.is_infinite())
+                .map_or(0.0, |bucket| bucket.count),
+            Some(other) => panic!("{name}: unexpected {other:?}"),
+        }
     }
 }
 
@@ -207,33 +271,187 @@ async fn guarded(test: impl Future<Output = ()>) {
 async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
     guarded(async {
         let upstream = Upstream::start().await;
-        let server = Server::start(&upstream, &[]);
+        let server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
         let requests = (0..200)
-            .map(|_| tokio::spawn(get(server.addr, "/slow/page")))
+            .map(|_| tokio::spawn(get(server.addr, "/hold/page")))
             .collect();
-        let replies = all_ok(requests, Some("upstream says /slow/page")).await;
-        assert_eq!(upstream.seen("/slow/page"), 1);
+        // The upstream answers after its latency and once the 199 other requests wait on the
+        // rendezvous, as the server's metrics count them (on a loaded two-core machine some of
+        // 200 instantiations can take longer than the latency: without the wait, they would be
+        // HITs, not WAITs).
+        upstream.wait_for_requests(1).await;
+        let asked = tokio::time::Instant::now();
+        server
+            .wait_for_metric("wasi_cache_rendezvous_waits_total", 199.0)
+            .await;
+        tokio::time::sleep_until(asked + UPSTREAM_LATENCY).await;
+        upstream.release();
+        let replies = all_ok(requests, Some("upstream says /hold/page")).await;
+        assert_eq!(upstream.seen("/hold/page"), 1);
         let mut by_cache: HashMap<Option<String>, usize> = HashMap::new();
         for reply in &replies {
             *by_cache.entry(reply.x_cache.clone()).or_default() += 1;
         }
-        eprintln!("x-cache of the stampede: {by_cache:?}");
         let count = |how: &str| by_cache.get(&Some(how.to_owned())).copied().unwrap_or(0);
-        // One request fetched; the others waited for it, but for any that reached the cache
-        // only after the fill (the server still instantiating it, on a loaded machine): a HIT.
         assert_eq!(count("MISS"), 1, "{by_cache:?}");
-        assert!(count("WAIT") >= 1, "{by_cache:?}");
-        assert_eq!(count("WAIT") + count("HIT"), 199, "{by_cache:?}");
-        let later = get(server.addr, "/slow/page").await;
+        assert_eq!(count("WAIT"), 199, "{by_cache:?}");
+        let later = get(server.addr, "/hold/page").await;
         assert_eq!(later.x_cache.as_deref(), Some("HIT"));
-        assert_eq!(later.body, "upstream says /slow/page");
-        assert_eq!(upstream.seen("/slow/page"), 1);
+        assert_eq!(later.body, "upstream says /hold/page");
+        assert_eq!(upstream.seen("/hold/page"), 1);
         // Not stored: each request goes to the upstream.
         for _ in 0..2 {
             let reply = get(server.addr, "/no-store").await;
             assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
         }
         assert_eq!(upstream.seen("/no-store"), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_the_requests_and_the_cache_operations() {
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
+        let start = server.metrics().await;
+        for name in [
+            "wasi_cache_http_request_duration_seconds",
+            "wasi_cache_http_requests_in_flight",
+            "wasi_cache_hits_total",
+            "wasi_cache_fills_total",
+        ] {
+            assert_eq!(start.value(name, &[]), 0.0, "{name}");
+        }
+        assert!(start.0.docs.contains_key("wasi_cache_evictions"));
+
+        // One fetch, three hits, one trap; two requests held at the upstream.
+        assert_eq!(
+            get(server.addr, "/slow/m").await.x_cache.as_deref(),
+            Some("MISS")
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                get(server.addr, "/slow/m").await.x_cache.as_deref(),
+                Some("HIT")
+            );
+        }
+        let trapped = get(server.addr, "/_test/trap").await;
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        let held: Vec<_> = (0..2)
+            .map(|i| tokio::spawn(get(server.addr, format!("/hold/{i}"))))
+            .collect();
+        upstream.wait_for_requests(3).await;
+
+        let during = server.metrics().await;
+        assert_eq!(during.value("wasi_cache_http_requests_in_flight", &[]), 2.0);
+        assert_eq!(
+            during.value("wasi_cache_http_requests_total", &[("class", "2xx")]),
+            4.0
+        );
+        assert_eq!(
+            during.value("wasi_cache_http_requests_total", &[("class", "5xx")]),
+            1.0
+        );
+        assert_eq!(
+            during.value("wasi_cache_http_request_duration_seconds", &[]),
+            5.0
+        );
+        // Per GET the proxy reads the key, then (on a miss) takes its vacancy: each fetch (the
+        // first and the two held) is two misses, each later GET a hit.
+        assert_eq!(during.value("wasi_cache_hits_total", &[]), 3.0);
+        assert_eq!(during.value("wasi_cache_misses_total", &[]), 6.0);
+        assert_eq!(during.value("wasi_cache_fills_total", &[]), 1.0);
+        assert_eq!(during.value("wasi_cache_inserts_total", &[]), 1.0);
+        assert_eq!(during.value("wasi_cache_rendezvous_waits_total", &[]), 0.0);
+        assert_eq!(during.value("wasi_cache_handoffs_total", &[]), 0.0);
+        assert_eq!(during.value("wasi_cache_entries", &[]), 1.0);
+        assert!(during.value("wasi_cache_bytes", &[]) > 0.0);
+        // The embedded engine has no Redis figures.
+        assert!(!during.0.docs.contains_key("wasi_cache_redis_round_trips"));
+
+        upstream.release();
+        all_ok(held, None).await;
+        let after = server.metrics().await;
+        assert_eq!(after.value("wasi_cache_http_requests_in_flight", &[]), 0.0);
+        assert_eq!(
+            after.value("wasi_cache_http_requests_total", &[("class", "2xx")]),
+            6.0
+        );
+        assert_eq!(after.value("wasi_cache_fills_total", &[]), 3.0);
+
+        assert_eq!(server.health().await, StatusCode::OK);
+        let admin = server.admin.unwrap();
+        assert_eq!(get(admin, "/elsewhere").await.status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_follows_the_redis_server() {
+    let mut redis = wasi_cache_redis_server::RedisServer::start();
+    let url = format!("{}/0", redis.url());
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let options = ["--redis", url.as_str(), "--admin-addr", "127.0.0.1:0"];
+        let server = Server::start(&upstream, &options);
+        assert_eq!(server.health().await, StatusCode::OK);
+        assert_eq!(
+            get(server.addr, "/slow/r").await.x_cache.as_deref(),
+            Some("MISS")
+        );
+        let metrics = server.metrics().await;
+        assert_eq!(metrics.value("wasi_cache_fills_total", &[]), 1.0);
+        assert!(metrics.value("wasi_cache_redis_round_trips_total", &[]) >= 3.0);
+
+        redis.stop();
+        // Each check pings once; one may still meet the old connection.
+        while server.health().await != StatusCode::SERVICE_UNAVAILABLE {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let down = get(server.addr, "/slow/r").await;
+        assert_ne!(down.status, StatusCode::OK, "{down:?}");
+
+        redis.restart();
+        while server.health().await != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let back = get(server.addr, "/slow/r2").await;
+        assert_eq!(back.x_cache.as_deref(), Some("MISS"), "{back:?}");
+        let metrics = server.metrics().await;
+        assert!(metrics.value("wasi_cache_redis_reconnects_total", &[]) >= 1.0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--header-read-timeout", "1s"]);
+        // Half a request, and a connection that sends nothing: neither may hold its connection
+        // (nor anything else) past the timeout.
+        let mut partial = TcpStream::connect(server.addr).await.unwrap();
+        partial
+            .write_all(b"GET /slow/never HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let idle = TcpStream::connect(server.addr).await.unwrap();
+        for mut stream in [partial, idle] {
+            let mut answer = Vec::new();
+            // Closed by the server: the end of the stream (after a 408, maybe) or a reset.
+            if stream.read_to_end(&mut answer).await.is_ok() {
+                let answer = String::from_utf8_lossy(&answer);
+                assert!(
+                    answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+                    "{answer:?}"
+                );
+            }
+        }
+        assert_eq!(upstream.seen("/slow/never"), 0);
+        let reply = get(server.addr, "/slow/after").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     })
     .await;
 }
@@ -402,7 +620,7 @@ async fn past_the_request_timeout_is_a_504() {
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
     guarded(async {
         let upstream = Upstream::start().await;
-        let mut server = Server::start(&upstream, &[]);
+        let mut server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
         let held: Vec<_> = (0..50)
             .map(|i| tokio::spawn(get(server.addr, format!("/hold/{i}"))))
             .collect();
@@ -411,6 +629,7 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
         server
             .proc
             .expect_line_with("wasi-cache serve: shutting down", STARTUP);
+        assert_eq!(server.health().await, StatusCode::SERVICE_UNAVAILABLE);
         upstream.release();
         all_ok(held, None).await;
         let ended = tokio::task::spawn_blocking(move || server.proc.wait(HANG_GUARD))

@@ -725,9 +725,13 @@ pub async fn get_or_set_on_missing_key_has_one_filler<H: Harness>(h: &H) {
     let before = c.stats().rendezvous_waits;
     let waiters: Vec<_> = (0..4).map(|_| spawn_waiter(&c, &ns, b"k")).collect();
     settle(&*c, before, 4).await;
+    assert_eq!(c.stats().fills, 0);
     within("fill", holder.fill(b("filled"), None))
         .await
         .unwrap();
+    // A fill counts once, as a fill and as an insert; the waiters' values count nothing more.
+    let stats = c.stats();
+    assert_eq!((stats.fills, stats.inserts), (1, 1));
     for r in join_all(PATIENCE, "waiters", waiters).await {
         assert_eq!(occupied(Ok(r), "waiter after the fill"), b("filled"));
     }
@@ -1011,7 +1015,9 @@ pub async fn rejected_fill_hands_off<H: Harness>(h: &H) {
             .expect("waiter task")),
         "waiter after a refused fill",
     );
+    assert_eq!(c.stats().fills, 0, "a refused fill is not a fill");
     next.fill(b("ok"), None).await.unwrap();
+    assert_eq!(c.stats().fills, 1);
     assert_eq!(within("get", c.get(&ns, b"k")).await, Ok(Some(b("ok"))));
 }
 

@@ -52,6 +52,12 @@ pub trait Backend: Send + Sync + 'static {
         let _ = limit;
     }
 
+    /// Checks that the backend answers (a remote one within its operation timeout), for health
+    /// checks. The embedded engine always does.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// A snapshot of the backend's counters.
     fn stats(&self) -> Stats;
 

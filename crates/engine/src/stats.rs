@@ -12,6 +12,8 @@ pub struct Stats {
     pub misses: u64,
     /// Values stored (by `set` or a vacancy fill).
     pub inserts: u64,
+    /// Vacancies filled by their holder (a part of `inserts`).
+    pub fills: u64,
     /// Entries removed to stay within capacity.
     pub evictions: u64,
     /// Entries removed because their TTL passed.
@@ -44,9 +46,10 @@ pub(crate) enum Counter {
     RendezvousWaits,
     Handoffs,
     Timeouts,
+    Fills,
 }
 
-const COUNTERS: usize = 8;
+const COUNTERS: usize = 9;
 const STRIPES: usize = 16;
 
 #[repr(align(128))]
@@ -88,6 +91,7 @@ impl Counters {
             rendezvous_waits: self.sum(Counter::RendezvousWaits),
             handoffs: self.sum(Counter::Handoffs),
             timeouts: self.sum(Counter::Timeouts),
+            fills: self.sum(Counter::Fills),
             ..Stats::default()
         }
     }

@@ -116,14 +116,6 @@ impl RedisBackend {
         })
     }
 
-    /// Checks the server answers within the op timeout.
-    pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.inner.conn();
-        self.inner
-            .op(redis::cmd("PING").query_async::<()>(&mut conn))
-            .await
-    }
-
     /// The configuration this backend was built with.
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
@@ -355,6 +347,14 @@ impl Backend for RedisBackend {
         let _ = tokio::time::timeout(limit, drained).await;
     }
 
+    /// Checks the server answers within the op timeout (one round trip).
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.inner.conn();
+        self.inner
+            .op(redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+    }
+
     fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
     }
@@ -407,6 +407,7 @@ impl VacancySlot for RedisVacancy {
             let inner = self.inner.clone();
             inner.store(&self.keys, &self.token, &value, ttl).await?;
             self.live = false;
+            Counters::bump(&inner.counters.fills);
             Ok(())
         })
     }

@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) inserts: AtomicU64,
+    pub(crate) fills: AtomicU64,
     pub(crate) rendezvous_waits: AtomicU64,
     pub(crate) handoffs: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -33,6 +34,7 @@ impl Counters {
         s.hits = get(&self.hits);
         s.misses = get(&self.misses);
         s.inserts = get(&self.inserts);
+        s.fills = get(&self.fills);
         s.rendezvous_waits = get(&self.rendezvous_waits);
         s.handoffs = get(&self.handoffs);
         s.timeouts = get(&self.timeouts);

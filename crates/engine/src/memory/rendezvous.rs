@@ -349,6 +349,7 @@ impl VacancySlot for MemoryVacancy {
         let result = self.core.set(&self.ns, &self.key, value, ttl);
         if result.is_ok() {
             self.armed = false;
+            self.core.counters.bump(Counter::Fills);
         }
         Box::pin(std::future::ready(result))
     }

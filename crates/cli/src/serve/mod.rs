@@ -2,7 +2,11 @@
 //! wasmtime-wasi-http), compiled and pre-instantiated once, a fresh instance per request, every
 //! instance on one shared backend. The server's own answers (503 above
 //! `--max-concurrent-requests`, 504 past `--request-timeout`, 500 for a trap) and the graceful
-//! shutdown on SIGINT and SIGTERM live here too.
+//! shutdown on SIGINT and SIGTERM live here too; the admin endpoint of `--admin-addr` in
+//! [`admin`], the metrics in [`metrics`].
+
+mod admin;
+mod metrics;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -32,10 +37,13 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::args::{CommonArgs, ServeArgs, format_duration};
 use crate::common::{self, InstanceState, setup_error};
 use crate::{limits, panic};
+use admin::Admin;
+use metrics::Metrics;
 
 /// Runs `wasi-cache serve` until SIGINT or SIGTERM and returns the process's exit code: 0
 /// after a shutdown, 2 when the server cannot start.
 pub fn main(args: &ServeArgs) -> ExitCode {
+    logging();
     let runtime = match common::start(&args.common) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -48,21 +56,44 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
     };
-    let listener = match runtime.block_on(listen(args.addr)) {
-        Ok(listener) => listener,
+    let listeners = runtime.block_on(async {
+        let admin = match args.admin_addr {
+            Some(addr) => Some(listen(addr, "the admin endpoint").await?),
+            None => None,
+        };
+        Ok::<_, Error>((listen(args.addr, "requests").await?, admin))
+    });
+    let (listener, admin_listener) = match listeners {
+        Ok(listeners) => listeners,
         Err(err) => return setup_error(&err),
     };
+    let metrics = Arc::new(Metrics::new(backend.clone(), args.common.redis.is_some()));
+    let (stop, stopping) = watch::channel(false);
+    if let Some(listener) = admin_listener {
+        let admin = Admin {
+            metrics: metrics.clone(),
+            backend: backend.clone(),
+            stopping,
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("wasi-cache serve: admin endpoint on http://{addr}"),
+            Err(err) => return setup_error(&Error::new(err)),
+        }
+        runtime.spawn(admin.serve(listener));
+    }
     let server = Arc::new(Server {
         pre,
         backend: backend.clone(),
         common: args.common.clone(),
         argv: vec![common::argv0(&args.component)],
         time_limit: args.time_limit(),
+        header_read_timeout: Some(args.header_read_timeout).filter(|limit| !limit.is_zero()),
         permits: Arc::new(Semaphore::new(args.max_concurrent_requests)),
         max_requests: args.max_concurrent_requests,
         halt: watch::channel(false).0,
+        metrics,
     });
-    if let Err(err) = runtime.block_on(serve(server, listener, args.shutdown_timeout)) {
+    if let Err(err) = runtime.block_on(serve(server, listener, stop, args.shutdown_timeout)) {
         return setup_error(&err);
     }
     // Lets the backend calls instances left behind finish (releases of vacancies, writes whose
@@ -71,6 +102,23 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     drop(runtime);
     common::report_stats(&args.common, &*backend);
     ExitCode::SUCCESS
+}
+
+/// Sends the server's logs (and those of the crates it uses) to stderr through `tracing`,
+/// filtered by `RUST_LOG` (warnings and errors by default; `RUST_LOG=wasi_cache=debug` adds a
+/// line per request).
+fn logging() {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
+    // Colours only for a person at a terminal, never into a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Compiles the component and links it with WASI, wasi:http and the cache, once for every
@@ -87,11 +135,11 @@ fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
     })
 }
 
-/// Binds the listening socket.
-async fn listen(addr: SocketAddr) -> Result<TcpListener> {
+/// Binds a listening socket, for `what`.
+async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
 /// What every request's handling shares.
@@ -106,12 +154,16 @@ struct Server {
     argv: Vec<String>,
     /// `--request-timeout`, unless zero.
     time_limit: Option<Duration>,
+    /// `--header-read-timeout`, unless zero.
+    header_read_timeout: Option<Duration>,
     /// One permit per request in flight (held until its instance is dropped).
     permits: Arc<Semaphore>,
     /// `--max-concurrent-requests`: every permit.
     max_requests: usize,
     /// Set when the shutdown timeout has passed: instances still running are dropped.
     halt: watch::Sender<bool>,
+    /// The HTTP metrics (and the backend's, for the admin endpoint).
+    metrics: Arc<Metrics>,
 }
 
 /// How a request's instance ended.
@@ -127,6 +179,24 @@ enum End {
 }
 
 impl Server {
+    /// Answers one request ([`Server::handle`]), counted in the metrics and logged at debug
+    /// level.
+    async fn respond(self: Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        let timer = self.metrics.start();
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let response = self.clone().handle(request).await;
+        let status = response.status();
+        tracing::debug!(
+            %method,
+            %uri,
+            status = status.as_u16(),
+            elapsed_ms = timer.elapsed().as_millis() as u64,
+            "request"
+        );
+        timer.finish(status);
+        response
+    }
+
     /// Answers one request: in a fresh instance of the component, or with the server's own 503,
     /// 504 or 500.
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
@@ -190,7 +260,7 @@ impl Server {
         match limits::within(deadline, receiver).await {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(code))) => {
-                eprintln!("warning: {what}: the component answered with the error {code:?}");
+                tracing::warn!("{what}: the component answered with the error {code:?}");
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the component failed to answer\n",
@@ -204,7 +274,7 @@ impl Server {
             Some(Err(_dropped)) => match instance.await {
                 Ok(End::TimedOut) => self.timed_out(&what),
                 Ok(End::Trapped(reason)) => {
-                    eprintln!("warning: {what}: the component trapped: {reason}");
+                    tracing::warn!("{what}: the component trapped: {reason}");
                     plain(StatusCode::INTERNAL_SERVER_ERROR, "the component trapped\n")
                 }
                 Ok(End::Halted) => plain(
@@ -223,7 +293,7 @@ impl Server {
     /// The 504 of a request past its time limit.
     fn timed_out(&self, what: &str) -> Response<HyperOutgoingBody> {
         let limit = format_duration(self.time_limit.unwrap_or_default());
-        eprintln!("warning: {what}: the component exceeded the --request-timeout of {limit}");
+        tracing::warn!("{what}: the component exceeded the --request-timeout of {limit}");
         plain(
             StatusCode::GATEWAY_TIMEOUT,
             "the component exceeded the request's time limit\n",
@@ -232,17 +302,22 @@ impl Server {
 
     /// The 500 of a request the host could not hand to the component.
     fn internal_error(&self, what: &str, err: &Error) -> Response<HyperOutgoingBody> {
-        eprintln!("warning: {what}: {}", common::one_line(&format!("{err:#}")));
+        tracing::warn!("{what}: {}", common::one_line(&format!("{err:#}")));
         plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
     }
 }
 
 /// A response of the server's own: `status` with a short plain-text body.
-fn plain(status: StatusCode, text: &'static str) -> Response<HyperOutgoingBody> {
-    let body = Full::new(Bytes::from_static(text.as_bytes()))
-        .map_err(|never: Infallible| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    text(status, body).map(|body| {
+        body.map_err(|never: Infallible| match never {})
+            .boxed_unsync()
+    })
+}
+
+/// A plain-text response (the server's own answers and the admin endpoint's).
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -257,6 +332,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<HyperOutgoingBody> 
 async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
+    stop: watch::Sender<bool>,
     shutdown_timeout: Duration,
 ) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -269,7 +345,7 @@ async fn serve(
         .local_addr()
         .context("cannot read the bound address")?;
     println!("wasi-cache serve: listening on http://{addr}");
-    let (stop, stopped) = watch::channel(false);
+    let stopped = stop.subscribe();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -281,7 +357,7 @@ async fn serve(
                 }
                 Err(err) => {
                     // Out of file descriptors, say: wait for some to be closed.
-                    eprintln!("warning: cannot accept a connection: {err}");
+                    tracing::warn!("cannot accept a connection: {err}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -289,11 +365,12 @@ async fn serve(
         }
     }
     drop(listener);
+    // Before the announcement: once it is out, `/healthz` says so.
+    let _ = stop.send(true);
     println!(
         "wasi-cache serve: shutting down (up to {} for requests in flight)",
         format_duration(shutdown_timeout)
     );
-    let _ = stop.send(true);
     let drained = tokio::time::timeout(shutdown_timeout, async {
         while connections.join_next().await.is_some() {}
         // Every instance ended (one can outlive its connection: a client gone mid-request).
@@ -302,8 +379,8 @@ async fn serve(
     })
     .await;
     if drained.is_err() {
-        eprintln!(
-            "warning: requests still in flight after the --shutdown-timeout of {} were dropped",
+        tracing::warn!(
+            "requests still in flight after the --shutdown-timeout of {} were dropped",
             format_duration(shutdown_timeout)
         );
         let _ = server.halt.send(true);
@@ -315,13 +392,16 @@ async fn serve(
 /// Serves one connection's requests until the client closes it or, once `stop` is set, until
 /// the request in progress is answered.
 async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout);
     let service = service_fn(move |request| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(server.handle(request).await) }
+        async move { Ok::<_, Infallible>(server.respond(request).await) }
     });
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
