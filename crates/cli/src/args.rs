@@ -264,6 +264,11 @@ impl ServeArgs {
     pub fn time_limit(&self) -> Option<Duration> {
         Some(self.request_timeout).filter(|limit| !limit.is_zero())
     }
+
+    /// The limit on reading a request's headers: `--header-read-timeout`, unless zero.
+    pub fn header_read_timeout(&self) -> Option<Duration> {
+        Some(self.header_read_timeout).filter(|limit| !limit.is_zero())
+    }
 }
 
 impl RunArgs {

@@ -393,7 +393,14 @@ async fn healthz_follows_the_redis_server() {
     let url = format!("{}/0", redis.url());
     guarded(async {
         let upstream = Upstream::start().await;
-        let options = ["--redis", url.as_str(), "--admin-addr", "127.0.0.1:0"];
+        let options = [
+            "--redis",
+            url.as_str(),
+            "--redis-timeout",
+            "500ms",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ];
         let server = Server::start(&upstream, &options);
         assert_eq!(server.health().await, StatusCode::OK);
         assert_eq!(
@@ -420,6 +427,14 @@ async fn healthz_follows_the_redis_server() {
         assert_eq!(back.x_cache.as_deref(), Some("MISS"), "{back:?}");
         let metrics = server.metrics().await;
         assert!(metrics.value("wasi_cache_redis_reconnects_total", &[]) >= 1.0);
+
+        // A server that stops answering (frozen, its connections open): the ping times out.
+        redis.freeze(true);
+        assert_eq!(server.health().await, StatusCode::SERVICE_UNAVAILABLE);
+        redis.freeze(false);
+        while server.health().await != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
@@ -18,7 +17,7 @@ use wasi_cache_engine::Backend;
 use wasmtime_wasi_http::io::TokioIo;
 
 use super::metrics::{self, Metrics};
-use super::text;
+use super::{http1_builder, text};
 
 /// What the admin endpoint reads.
 pub struct Admin {
@@ -29,6 +28,8 @@ pub struct Admin {
     /// Set once the server is shutting down (`/healthz` then says 503, so that a load
     /// balancer stops sending requests).
     pub stopping: watch::Receiver<bool>,
+    /// `--header-read-timeout`, unless zero.
+    pub header_read_timeout: Option<std::time::Duration>,
 }
 
 impl Admin {
@@ -45,12 +46,13 @@ impl Admin {
                 }
             };
             let admin = admin.clone();
+            let builder = http1_builder(admin.header_read_timeout);
             tokio::spawn(async move {
                 let service = service_fn(move |request| {
                     let admin = admin.clone();
                     async move { Ok::<_, Infallible>(admin.answer(request).await) }
                 });
-                if let Err(err) = http1::Builder::new()
+                if let Err(err) = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await
                 {

@@ -74,6 +74,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
             metrics: metrics.clone(),
             backend: backend.clone(),
             stopping,
+            header_read_timeout: args.header_read_timeout(),
         };
         match listener.local_addr() {
             Ok(addr) => println!("wasi-cache serve: admin endpoint on http://{addr}"),
@@ -87,7 +88,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         common: args.common.clone(),
         argv: vec![common::argv0(&args.component)],
         time_limit: args.time_limit(),
-        header_read_timeout: Some(args.header_read_timeout).filter(|limit| !limit.is_zero()),
+        header_read_timeout: args.header_read_timeout(),
         permits: Arc::new(Semaphore::new(args.max_concurrent_requests)),
         max_requests: args.max_concurrent_requests,
         halt: watch::channel(false).0,
@@ -392,11 +393,7 @@ async fn serve(
 /// Serves one connection's requests until the client closes it or, once `stop` is set, until
 /// the request in progress is answered.
 async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-    let mut builder = http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout);
+    let builder = http1_builder(server.header_read_timeout);
     let service = service_fn(move |request| {
         let server = server.clone();
         async move { Ok::<_, Infallible>(server.respond(request).await) }
@@ -408,4 +405,16 @@ async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Rec
         _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
+}
+
+/// The HTTP/1.1 settings of every connection the server accepts (the admin endpoint's too):
+/// keep-alive, and a client that takes longer than `header_read_timeout` to send a request's
+/// headers is disconnected.
+fn http1_builder(header_read_timeout: Option<Duration>) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
 }
