@@ -108,6 +108,15 @@ pub struct CommonArgs {
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 
+    /// Where compiled components are kept between runs (default:
+    /// $XDG_CACHE_HOME/wasi-cache/compiled or ~/.cache/wasi-cache/compiled).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component again instead of using (and filling) the compilation cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Longest wait for one Redis command (and for connecting) before it fails.
     #[arg(
         long,

@@ -11,14 +11,14 @@ use std::time::Instant;
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result, Store, bail};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::args::CommonArgs;
-use crate::{limits, stats};
+use crate::{compiled, limits, stats};
 
 /// Exit code of errors before the component runs (bad options, bad file, missing imports,
 /// Redis unreachable, an address in use).
@@ -85,10 +85,15 @@ pub fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// Prints the backend's counters to stderr when `--stats` was given.
+/// Prints the backend's counters, and what the compilation cache did, to stderr when `--stats`
+/// was given.
 pub fn report_stats(args: &CommonArgs, backend: &dyn Backend) {
     if args.stats {
-        eprintln!("{}", stats::render(&backend.stats(), args.redis.is_some()));
+        let line = stats::render(&backend.stats(), args.redis.is_some());
+        match compiled::report() {
+            Some(compile) => eprintln!("{line} {compile}"),
+            None => eprintln!("{line}"),
+        }
     }
 }
 
@@ -177,14 +182,21 @@ pub fn new_store(
     limits::apply(engine, state, args, deadline)
 }
 
-/// Reads, checks and compiles the component at `path` on an engine set up for the limits
-/// (epoch interruption when `timed`), and links it with WASI 0.2, the cache and, with `http`,
-/// wasi:http: ready to instantiate once per run or per request.
-pub fn instantiate_pre(path: &Path, timed: bool, http: bool) -> Result<InstancePre<InstanceState>> {
-    let engine = limits::engine(timed)?;
+/// Reads, checks and compiles the component at `path` (through the compilation cache of
+/// `args`) on an engine set up for the limits (epoch interruption when `timed`), and links it
+/// with WASI 0.2, the cache and, with `http`, wasi:http: ready to instantiate once per run or
+/// per request.
+pub fn instantiate_pre(
+    args: &CommonArgs,
+    path: &Path,
+    timed: bool,
+    http: bool,
+) -> Result<InstancePre<InstanceState>> {
+    let cache = compiled::cache(args);
+    let engine = limits::engine(timed, cache.clone())?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_header(path, &bytes)?;
-    let component = Component::new(&engine, &bytes)
+    let component = compiled::compile(&engine, cache.as_ref(), &bytes)
         .with_context(|| format!("{} is not a valid component", path.display()))?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

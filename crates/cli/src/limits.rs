@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wasi_cache_host::WasiCacheState;
 use wasmtime::component::ResourceTableError;
 use wasmtime::{
-    Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+    Cache, Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
 
 use crate::args::{CommonArgs, format_size};
@@ -34,10 +34,12 @@ const MAX_TABLES: usize = 100;
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// The wasmtime engine for components: with epoch interruption when instances have a time
-/// limit (`timed`; the engine then needs an [`EpochTicker`]).
-pub fn engine(timed: bool) -> Result<Engine> {
+/// limit (`timed`; the engine then needs an [`EpochTicker`]), compiling through `cache` when
+/// given (the compilation cache).
+pub fn engine(timed: bool, cache: Option<Cache>) -> Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(timed);
+    config.cache(cache);
     Engine::new(&config)
 }
 

@@ -12,6 +12,7 @@
 
 mod args;
 mod common;
+mod compiled;
 mod limits;
 mod panic;
 mod run;

@@ -501,3 +501,78 @@ fn help_shows_examples() {
         assert!(run.stdout.contains(option), "{option} not in {run:#?}");
     }
 }
+
+/// The `compile_cache=…` figure of a `--stats` run.
+fn compile_cache(run: &Run) -> &str {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    run.stderr
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("compile_cache="))
+        .unwrap_or_else(|| panic!("no compile_cache in {run:#?}"))
+}
+
+#[test]
+fn a_second_run_takes_the_compiled_component_from_the_cache() {
+    let dir = tmp().join("compile-cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = dir.to_str().unwrap();
+    let memo = memo_wasm().to_str().unwrap();
+    let run = |options: &[&str]| {
+        let mut args = vec!["run", "--stats", "--cache-dir", dir];
+        args.extend(options);
+        args.extend([memo, "2"]);
+        wasi_cache(args)
+    };
+    assert_eq!(compile_cache(&run(&[])), "miss");
+    let artifacts = std::fs::read_dir(dir).unwrap().count();
+    assert!(artifacts > 0, "nothing written to {dir}");
+    assert_eq!(compile_cache(&run(&[])), "hit");
+    // A setting that changes the compiled code (epoch interruption, for a time limit) is a
+    // different artifact.
+    assert_eq!(compile_cache(&run(&["--timeout", "1m"])), "miss");
+    assert_eq!(compile_cache(&run(&["--timeout", "1m"])), "hit");
+
+    let again = wasi_cache(["run", "--stats", "--no-cache", memo, "2"]);
+    assert_eq!(compile_cache(&again), "off");
+    let both = wasi_cache(["run", "--no-cache", "--cache-dir", dir, memo]);
+    assert_setup_error(&both, "--no-cache");
+
+    // A directory that cannot be made (under a file): a warning, and the run goes on.
+    let file = scratch("not-a-directory", b"");
+    let under_file = file.join("cache");
+    let unusable = wasi_cache([
+        "run",
+        "--stats",
+        "--cache-dir",
+        under_file.to_str().unwrap(),
+        memo,
+        "2",
+    ]);
+    assert_eq!(compile_cache(&unusable), "off");
+    assert!(
+        unusable
+            .stderr
+            .starts_with("warning: compiling without the compilation cache: "),
+        "{unusable:#?}"
+    );
+}
+
+#[test]
+fn processes_starting_at_once_share_an_empty_compilation_cache() {
+    let dir = tmp().join("compile-cache-race");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir = dir.to_str().unwrap();
+    let memo = memo_wasm().to_str().unwrap();
+    let args = ["run", "--stats", "--cache-dir", dir, memo, "2"];
+    let runs = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..4).map(|_| scope.spawn(|| wasi_cache(args))).collect();
+        racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for run in &runs {
+        assert!(["hit", "miss"].contains(&compile_cache(run)), "{run:#?}");
+    }
+    assert_eq!(compile_cache(&wasi_cache(args)), "hit");
+}
