@@ -88,6 +88,21 @@ pub enum Command {
     /// one cache.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Compile a component ahead of time into a .cwasm file that `run` and `serve` load without
+    /// compiling (for this version of wasi-cache on this kind of machine only).
+    Compile(CompileArgs),
+}
+
+/// Options of `wasi-cache compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// Where to write the precompiled component (default: COMPONENT with the extension .cwasm).
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+
+    /// The component to compile (a .wasm file built for wasm32-wasip2).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
 }
 
 /// Options `run` and `serve` share: the cache (embedded or Redis), the limits of every instance,

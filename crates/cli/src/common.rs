@@ -183,21 +183,18 @@ pub fn new_store(
 }
 
 /// Reads, checks and compiles the component at `path` (through the compilation cache of
-/// `args`) on an engine set up for the limits (epoch interruption when `timed`), and links it
-/// with WASI 0.2, the cache and, with `http`, wasi:http: ready to instantiate once per run or
-/// per request.
+/// `args`; a `.cwasm` of `wasi-cache compile` is loaded as it is) on an engine set up for the
+/// limits, and links it with WASI 0.2, the cache and, with `http`, wasi:http: ready to
+/// instantiate once per run or per request.
 pub fn instantiate_pre(
     args: &CommonArgs,
     path: &Path,
-    timed: bool,
     http: bool,
 ) -> Result<InstancePre<InstanceState>> {
     let cache = compiled::cache(args);
-    let engine = limits::engine(timed, cache.clone())?;
+    let engine = limits::engine(cache.clone())?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    check_header(path, &bytes)?;
-    let component = compiled::compile(&engine, cache.as_ref(), &bytes)
-        .with_context(|| format!("{} is not a valid component", path.display()))?;
+    let component = compiled::load(&engine, cache.as_ref(), path, &bytes)?;
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     if http {
@@ -241,7 +238,7 @@ pub fn argv0(path: &Path) -> String {
 }
 
 /// Tells a component from a core module or a file that is not WebAssembly at all.
-fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
     const MAGIC: &[u8] = b"\0asm";
     const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
     if !bytes.starts_with(MAGIC) || bytes.len() < 8 {

@@ -1,14 +1,19 @@
-//! The compilation cache: compiled components kept on disk between runs by wasmtime's own cache
-//! (keyed by the component's bytes, the wasmtime version and every compiler setting, so a stale
-//! artifact is never reused; written through a temporary file and a rename, so processes that
-//! start at once on an empty cache do not corrupt it), and what it did for this process, for the
-//! `--stats` line.
+//! Compiled components: the compilation cache (kept on disk between runs by wasmtime's own
+//! cache, keyed by the component's bytes, the wasmtime version and every compiler setting, so a
+//! stale artifact is never reused; written through a temporary file and a rename, so processes
+//! that start at once on an empty cache do not corrupt it), what it did for this process (for the
+//! `--stats` line), and precompiled components (`.cwasm` files of `wasi-cache compile`: wasmtime's
+//! serialized component followed by a SHA-256 of it, so a damaged file is refused, never run).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Cache, CacheConfig, Engine, Result};
+use wasmtime::error::Context;
+use wasmtime::{Cache, CacheConfig, Engine, Precompiled, Result, bail};
 
 use crate::args::CommonArgs;
 
@@ -48,9 +53,61 @@ fn default_dir() -> Option<PathBuf> {
     Some(base.join("wasi-cache").join("compiled"))
 }
 
+/// The end of a `.cwasm` of `wasi-cache compile`: after the SHA-256 of what precedes it.
+const TRAILER_MAGIC: &[u8; 8] = b"wcache\x01\x00";
+/// The length of a SHA-256.
+const SUM_LEN: usize = 32;
+
+/// The component in the file `path` (`bytes`), ready to instantiate on `engine`: a `.cwasm` of
+/// `wasi-cache compile` is checked and loaded, a component is compiled (through `cache`).
+pub fn load(
+    engine: &Engine,
+    cache: Option<&Cache>,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<Component> {
+    let shown = path.display();
+    if let Some(body) = bytes.strip_suffix(TRAILER_MAGIC.as_slice()) {
+        let (body, sum) = body.split_at(body.len().saturating_sub(SUM_LEN));
+        if body.is_empty() || Sha256::digest(body).as_slice() != sum {
+            bail!(
+                "{shown} is a damaged precompiled component (its checksum does not match); run `wasi-cache compile` again"
+            );
+        }
+        // SAFETY: the bytes are what `wasi-cache compile` wrote (the checksum matches), and
+        // wasmtime refuses an artifact of another version or of other settings.
+        let component = unsafe { Component::deserialize(engine, body) }.with_context(|| {
+            format!("{shown} was precompiled by another version of wasi-cache or for another machine; run `wasi-cache compile` again")
+        })?;
+        let _ = OUTCOME.set("precompiled");
+        return Ok(component);
+    }
+    if Engine::detect_precompiled(bytes).is_some() {
+        bail!(
+            "{shown} is a precompiled module or component not made by `wasi-cache compile`; give the .wasm file, or precompile it with `wasi-cache compile`"
+        );
+    }
+    crate::common::check_header(path, bytes)?;
+    compile(engine, cache, bytes).with_context(|| format!("{shown} is not a valid component"))
+}
+
+/// `bytes`, a component, precompiled on `engine` for `wasi-cache run` and `serve`: wasmtime's
+/// serialized component and the trailer [`load`] checks.
+pub fn precompile(engine: &Engine, bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut out = engine.precompile_component(bytes)?;
+    debug_assert_eq!(
+        Engine::detect_precompiled(&out),
+        Some(Precompiled::Component)
+    );
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out.extend_from_slice(TRAILER_MAGIC);
+    Ok(out)
+}
+
 /// Compiles `bytes` on `engine`, through the engine's cache when it has one, and records
 /// whether the cache had it.
-pub fn compile(engine: &Engine, cache: Option<&Cache>, bytes: &[u8]) -> Result<Component> {
+fn compile(engine: &Engine, cache: Option<&Cache>, bytes: &[u8]) -> Result<Component> {
     let before = cache.map(|cache| (cache.cache_hits(), cache.cache_misses()));
     let component = Component::new(engine, bytes)?;
     let outcome = match (cache, before) {
@@ -64,7 +121,8 @@ pub fn compile(engine: &Engine, cache: Option<&Cache>, bytes: &[u8]) -> Result<C
     Ok(component)
 }
 
-/// `compile_cache=hit|miss|unstored|off` for the `--stats` line, once a component was compiled.
+/// `compile_cache=hit|miss|unstored|off|precompiled` for the `--stats` line, once a component
+/// was loaded.
 pub fn report() -> Option<String> {
     OUTCOME
         .get()

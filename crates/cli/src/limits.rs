@@ -33,12 +33,14 @@ const MAX_TABLES: usize = 100;
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// The wasmtime engine for components: with epoch interruption when instances have a time
-/// limit (`timed`; the engine then needs an [`EpochTicker`]), compiling through `cache` when
-/// given (the compilation cache).
-pub fn engine(timed: bool, cache: Option<Cache>) -> Result<Engine> {
+/// The wasmtime engine for components, compiling through `cache` when given (the compilation
+/// cache). Code is compiled with epoch interruption whether or not instances have a time limit
+/// (one with a limit needs an [`EpochTicker`] too), so that one compiled artifact serves `run`
+/// and `serve` with any `--timeout` and `wasi-cache compile` needs no option for it; a check
+/// per loop and call is all it costs without a limit.
+pub fn engine(cache: Option<Cache>) -> Result<Engine> {
     let mut config = Config::new();
-    config.epoch_interruption(timed);
+    config.epoch_interruption(true);
     config.cache(cache);
     Engine::new(&config)
 }
@@ -75,6 +77,8 @@ pub fn apply(
     state.cache.table.set_max_capacity(args.max_resources);
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.cache);
+    // Without a deadline, nothing advances the epoch: a deadline this far is never reached.
+    store.set_epoch_deadline(u64::MAX / 2);
     if let Some(deadline) = deadline {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {

@@ -12,6 +12,7 @@
 
 mod args;
 mod common;
+mod compile;
 mod compiled;
 mod limits;
 mod panic;
@@ -43,5 +44,6 @@ fn command() -> ExitCode {
     match cli.command {
         args::Command::Run(run_args) => run::main(&run_args),
         args::Command::Serve(serve_args) => serve::main(&serve_args),
+        args::Command::Compile(compile_args) => compile::main(&compile_args),
     }
 }

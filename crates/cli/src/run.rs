@@ -135,7 +135,7 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
 /// options' limits.
 fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre<InstanceState>)> {
     let path = args.component();
-    let pre = common::instantiate_pre(&args.common, path, args.time_limit().is_some(), false)?;
+    let pre = common::instantiate_pre(&args.common, path, false)?;
     let engine = pre.engine().clone();
     let pre = CommandPre::new(pre).with_context(|| {
         format!(

@@ -527,10 +527,12 @@ fn a_second_run_takes_the_compiled_component_from_the_cache() {
     let artifacts = std::fs::read_dir(dir).unwrap().count();
     assert!(artifacts > 0, "nothing written to {dir}");
     assert_eq!(compile_cache(&run(&[])), "hit");
-    // A setting that changes the compiled code (epoch interruption, for a time limit) is a
-    // different artifact.
-    assert_eq!(compile_cache(&run(&["--timeout", "1m"])), "miss");
+    // A time limit does not change the compiled code: the same artifact serves.
     assert_eq!(compile_cache(&run(&["--timeout", "1m"])), "hit");
+    // Another component is another artifact.
+    let e2e = e2e_wasm().to_str().unwrap();
+    let other = wasi_cache(["run", "--stats", "--cache-dir", dir, e2e, "basic"]);
+    assert_eq!(compile_cache(&other), "miss");
 
     let again = wasi_cache(["run", "--stats", "--no-cache", memo, "2"]);
     assert_eq!(compile_cache(&again), "off");
@@ -575,4 +577,53 @@ fn processes_starting_at_once_share_an_empty_compilation_cache() {
         assert!(["hit", "miss"].contains(&compile_cache(run)), "{run:#?}");
     }
     assert_eq!(compile_cache(&wasi_cache(args)), "hit");
+}
+
+#[test]
+fn a_precompiled_component_runs_and_a_damaged_or_foreign_one_is_refused() {
+    use sha2::{Digest, Sha256};
+    let dir = tmp().join("cwasm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cwasm = dir.join("memo.cwasm");
+    let memo = memo_wasm().to_str().unwrap();
+    let compiled = wasi_cache(["compile", memo, "-o", cwasm.to_str().unwrap()]);
+    assert_eq!(compiled.code, Some(0), "{compiled:#?}");
+    assert!(compiled.stderr.is_empty(), "{compiled:#?}");
+    let run = wasi_cache(["run", "--stats", cwasm.to_str().unwrap(), "2"]);
+    assert_eq!(compile_cache(&run), "precompiled");
+    assert!(run.stdout.contains("1 computation"), "{run:#?}");
+
+    let bytes = std::fs::read(&cwasm).unwrap();
+    let (body, trailer) = bytes.split_at(bytes.len() - 40);
+    let refused = |name: &str, bytes: &[u8], needle: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let run = wasi_cache(["run", path.to_str().unwrap()]);
+        assert_setup_error(&run, needle);
+    };
+    // One byte changed in the compiled code.
+    let mut damaged = bytes.clone();
+    damaged[body.len() / 2] ^= 0x40;
+    refused("damaged.cwasm", &damaged, "damaged precompiled component");
+    // wasmtime's own format, without the checksum: not ours to trust.
+    refused("foreign.cwasm", body, "not made by `wasi-cache compile`");
+    // Made by another wasmtime version (its version string changed, the checksum made to fit).
+    // wasmtime's engine section: a format byte (0), the length of the major version and the
+    // version (that of crates/cli/Cargo.toml's wasmtime), then the target triple.
+    let mut section = vec![0u8, 2];
+    section.extend_from_slice(b"48");
+    let at = body
+        .windows(section.len() + 1 + std::env::consts::ARCH.len())
+        .position(|window| {
+            window.starts_with(&section) && window.ends_with(std::env::consts::ARCH.as_bytes())
+        })
+        .expect("wasmtime's engine section in the artifact");
+    let mut other = body.to_vec();
+    other[at + 2] = b'9';
+    let mut other_version = other.clone();
+    other_version.extend_from_slice(&Sha256::digest(&other));
+    other_version.extend_from_slice(&trailer[32..]);
+    refused("other-version.cwasm", &other_version, "another version");
+    // Cut short.
+    refused("truncated.cwasm", &bytes[..bytes.len() / 2], "");
 }

@@ -126,7 +126,7 @@ fn logging() {
 /// request, on an engine set up for the time limit.
 fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
     let path = &args.component;
-    let pre = common::instantiate_pre(&args.common, path, args.time_limit().is_some(), true)?;
+    let pre = common::instantiate_pre(&args.common, path, true)?;
     ProxyPre::new(pre).with_context(|| {
         format!(
             "{} is not a wasi:http/proxy component (it must export \
