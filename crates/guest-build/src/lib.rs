@@ -108,6 +108,24 @@ pub fn build(guest: Guest<'_>, target_dir: &Path) -> PathBuf {
         .join(format!("{}.wasm", guest.bin))
 }
 
+/// Builds the Python memo example (`examples/python-memo`) with componentize-py, through its
+/// `build.sh` (which installs componentize-py into a virtual environment under `target_dir`
+/// when missing), and returns the component's path.
+pub fn build_python_memo(target_dir: &Path) -> PathBuf {
+    let out = target_dir.join("guests/python-memo/memo.wasm");
+    let script = "examples/python-memo/build.sh";
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo_root().join(script))
+        .arg(&out)
+        .env("CARGO_TARGET_DIR", target_dir);
+    run_with_hint(
+        &mut cmd,
+        script,
+        "python3 with venv (Debian: apt-get install python3-venv) and PyPI are needed",
+    );
+    out
+}
+
 /// Builds the integration tests of the guest SDK (`crates/guest/tests/*.rs`) for `wasm32-wasip2`
 /// with `features` (`cargo test --no-run`, debug, under `target_dir` like [`build`]) and returns
 /// the test components' paths, sorted; run each as a command component (`wasi-cache run
@@ -187,15 +205,24 @@ fn cargo(args: &[&str], manifest: &str, features: &[&str], target_dir: &Path) ->
 /// Runs `cmd` (one build at a time in this process, so builds never race over a lock) and
 /// returns its stdout; its stderr passes through. Panics with a hint when the build fails.
 fn run(cmd: &mut Command, manifest: &str) -> String {
+    run_with_hint(
+        cmd,
+        manifest,
+        "is the target installed? `rustup target add wasm32-wasip2`",
+    )
+}
+
+/// [`run`], with `hint` in the panic message of a failed build.
+fn run_with_hint(cmd: &mut Command, manifest: &str, hint: &str) -> String {
     static BUILD: Mutex<()> = Mutex::new(());
     let _one_build_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let output = cmd
         .stderr(Stdio::inherit())
         .output()
-        .unwrap_or_else(|err| panic!("cannot run cargo to build {manifest}: {err}"));
+        .unwrap_or_else(|err| panic!("cannot run the build of {manifest}: {err}"));
     assert!(
         output.status.success(),
-        "building {manifest} failed (is the target installed? `rustup target add wasm32-wasip2`)"
+        "building {manifest} failed ({hint})"
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -1,0 +1,44 @@
+//! The Python memo example (`examples/python-memo`, built with componentize-py from the
+//! project's WIT, no Rust in it) under `wasi-cache run`, on the embedded engine and on a private
+//! Redis server: for each key, ten concurrent get-or-set callers, one computation.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use wasi_cache_guest_build as guest_build;
+
+fn python_memo() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_build::build_python_memo(tmp()))
+}
+
+/// Checks a run's output: each of the three keys computed once and waited for nine times.
+fn assert_one_computation_per_key(run: &Run) {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    for (key, prime) in [("2000", "17389"), ("3000", "27449"), ("4000", "37813")] {
+        let line = format!("nth-prime:{key}: 10 callers, 1 computation, 9 waited ({prime})");
+        assert!(run.stdout.contains(&line), "{line:?} not in {run:#?}");
+    }
+    assert!(run.stdout.contains("get nth-prime:2000: hit"), "{run:#?}");
+    for field in [" fills=3 ", " rendezvous=27 ", " handoffs=0 "] {
+        assert!(run.stderr.contains(field), "{field} not in {run:#?}");
+    }
+}
+
+#[test]
+fn python_memo_computes_once_per_key() {
+    let run = wasi_cache([Path::new("run"), Path::new("--stats"), python_memo()]);
+    assert_one_computation_per_key(&run);
+}
+
+#[test]
+fn python_memo_computes_once_per_key_on_redis() {
+    let redis = wasi_cache_redis_server::RedisServer::start();
+    let url = format!("{}/0", redis.url());
+    let wasm = python_memo().to_str().unwrap();
+    let run = wasi_cache(["run", "--stats", "--redis", &url, wasm]);
+    assert_one_computation_per_key(&run);
+}
