@@ -108,21 +108,40 @@ pub fn build(guest: Guest<'_>, target_dir: &Path) -> PathBuf {
         .join(format!("{}.wasm", guest.bin))
 }
 
-/// Builds the Python memo example (`examples/python-memo`) with componentize-py, through its
-/// `build.sh` (which installs componentize-py into a virtual environment under `target_dir`
-/// when missing), and returns the component's path.
-pub fn build_python_memo(target_dir: &Path) -> PathBuf {
-    let out = target_dir.join("guests/python-memo/memo.wasm");
-    let script = "examples/python-memo/build.sh";
+/// A memo example in another language than Rust, built by its own `build.sh`.
+#[derive(Debug, Clone, Copy)]
+pub struct Polyglot {
+    /// Its folder under `examples/`.
+    pub name: &'static str,
+    /// What its build needs, for the message of a failed build.
+    pub needs: &'static str,
+}
+
+/// The Python memo example (`examples/python-memo`, componentize-py).
+pub const PYTHON_MEMO: Polyglot = Polyglot {
+    name: "python-memo",
+    needs: "python3 with venv (Debian: apt-get install python3-venv) and PyPI",
+};
+
+/// The JavaScript memo example (`examples/js-memo`, ComponentizeJS).
+pub const JS_MEMO: Polyglot = Polyglot {
+    name: "js-memo",
+    needs: "node and npm (Debian: apt-get install nodejs npm) and the npm registry",
+};
+
+/// Builds `example` through its `build.sh` (which installs its toolchain under `target_dir`
+/// when missing) and returns the component's path.
+pub fn build_polyglot(example: Polyglot, target_dir: &Path) -> PathBuf {
+    let out = target_dir
+        .join("guests")
+        .join(example.name)
+        .join("memo.wasm");
+    let script = format!("examples/{}/build.sh", example.name);
     let mut cmd = Command::new("bash");
-    cmd.arg(repo_root().join(script))
+    cmd.arg(repo_root().join(&script))
         .arg(&out)
         .env("CARGO_TARGET_DIR", target_dir);
-    run_with_hint(
-        &mut cmd,
-        script,
-        "python3 with venv (Debian: apt-get install python3-venv) and PyPI are needed",
-    );
+    run_with_hint(&mut cmd, &script, example.needs);
     out
 }
 
