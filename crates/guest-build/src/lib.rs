@@ -85,6 +85,14 @@ pub const HTTP_PROXY_TEST: Guest<'static> = Guest {
     ..HTTP_PROXY
 };
 
+/// The `serve` bench's baseline (`crates/cli/benches/constant-1k`): a `wasi:http/proxy` component
+/// that answers every request with the same 1 KiB body.
+pub const CONSTANT_1K: Guest<'static> = Guest {
+    manifest: "crates/cli/benches/constant-1k/Cargo.toml",
+    bin: "constant-1k",
+    features: &[],
+};
+
 /// Path of the guest SDK's manifest (`crates/guest`), relative to the repository root.
 pub const SDK_MANIFEST: &str = "crates/guest/Cargo.toml";
 

@@ -183,6 +183,11 @@ impl Proc {
         assert!(status.success(), "kill -s TERM failed");
     }
 
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The stderr collected so far (all of it once the process has ended).
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
