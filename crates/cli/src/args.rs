@@ -35,7 +35,8 @@ Responses the server makes itself: 503 above --max-concurrent-requests, 504 past
 requests in flight finish (up to --shutdown-timeout) and exits 0.
 
 Exit status: 0 after a shutdown; 2 when the server cannot start (bad option, address in use,
-unreadable file, not a wasi:http/proxy component, Redis unreachable).";
+unreadable file, not a wasi:http/proxy component, Redis unreachable or its TLS handshake
+refused).";
 
 const RUN_EXAMPLES: &str = "\
 Examples:
@@ -43,6 +44,7 @@ Examples:
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
+  wasi-cache run --redis rediss://cache.internal:6380/0 --redis-ca-cert ca.pem app.wasm
   wasi-cache run --max-memory 256MiB --max-resources 10000 --timeout 30s app.wasm
 
 With --redis, the cache lives in Redis (6 or later) and is shared by every process on the
@@ -63,8 +65,8 @@ bytes (at most 256TiB); durations take ns, us, ms, s, m or h (at most 365 days).
 
 Exit status: the component's own exit code (returning normally is 0, returning an error
 is 1); 1 when it traps (a limit it ran into included); 2 when it cannot be run (bad option,
-unreadable file, not a component, an import this host does not provide, Redis unreachable)
-or when it exceeds --timeout.";
+unreadable file, not a component, an import this host does not provide, Redis unreachable or
+its TLS handshake refused) or when it exceeds --timeout.";
 
 /// `wasi-cache`: WebAssembly components with a cache.
 #[derive(Debug, Parser)]
@@ -119,9 +121,24 @@ pub struct CommonArgs {
     )]
     pub capacity: u64,
 
-    /// Use the Redis server at URL (redis://HOST:PORT/DB) instead of the embedded cache.
+    /// Use the Redis server at URL (redis://HOST:PORT/DB, or rediss:// for TLS) instead of the
+    /// embedded cache.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+
+    /// CA certificate (PEM) that signed the rediss:// server's certificate: trusted instead of
+    /// the system's roots.
+    #[arg(long, value_name = "FILE", requires = "redis")]
+    pub redis_ca_cert: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a rediss:// server that requires mutual TLS; with
+    /// --redis-client-key.
+    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_client_key"])]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --redis-client-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_client_cert"])]
+    pub redis_client_key: Option<PathBuf>,
 
     /// Where compiled components are kept between runs (default:
     /// $XDG_CACHE_HOME/wasi-cache/compiled or ~/.cache/wasi-cache/compiled).
@@ -816,6 +833,51 @@ mod tests {
         let alone = ["wasi-cache", "run", "--redis-timeout", "1s", "x.wasm"];
         let line = one_line(&Cli::try_parse_from(alone).unwrap_err().render().to_string());
         assert!(line.contains("--redis <URL>"), "{line}");
+    }
+
+    #[test]
+    fn redis_tls_options() {
+        let args = run_args(&[
+            "--redis",
+            "rediss://h:6380/0",
+            "--redis-ca-cert",
+            "ca.pem",
+            "--redis-client-cert",
+            "c.pem",
+            "--redis-client-key",
+            "k.pem",
+        ]);
+        assert_eq!(
+            args.common.redis_ca_cert.as_deref(),
+            Some(Path::new("ca.pem"))
+        );
+        assert_eq!(
+            args.common.redis_client_cert.as_deref(),
+            Some(Path::new("c.pem"))
+        );
+        assert_eq!(
+            args.common.redis_client_key.as_deref(),
+            Some(Path::new("k.pem"))
+        );
+        // Each needs --redis; the client certificate and key need each other.
+        for (options, missing) in [
+            (&["--redis-ca-cert", "ca.pem"][..], "--redis <URL>"),
+            (
+                &["--redis", "rediss://h", "--redis-client-cert", "c.pem"],
+                "--redis-client-key <FILE>",
+            ),
+            (
+                &["--redis", "rediss://h", "--redis-client-key", "k.pem"],
+                "--redis-client-cert <FILE>",
+            ),
+        ] {
+            let argv = ["wasi-cache", "run"]
+                .iter()
+                .chain(options)
+                .chain(&["x.wasm"]);
+            let line = one_line(&Cli::try_parse_from(argv).unwrap_err().render().to_string());
+            assert!(line.contains(missing), "{missing}: {line}");
+        }
     }
 
     #[test]

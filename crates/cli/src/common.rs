@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result, Store, bail};
@@ -103,6 +103,7 @@ pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<A
     if let Some(url) = &args.redis {
         let config = RedisConfig {
             url: url.clone(),
+            tls: redis_tls(args)?,
             op_timeout: args.redis_timeout,
             vacancy_timeout: args.vacancy_timeout,
             limits: cache_limits(args),
@@ -129,6 +130,20 @@ pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<A
     };
     let cache = MemoryCache::new(config).context("cannot create the cache")?;
     Ok(Arc::new(cache))
+}
+
+/// The certificates of `--redis-ca-cert`, `--redis-client-cert` and `--redis-client-key`, read
+/// and checked (the error names the file and what is wrong with it).
+fn redis_tls(args: &CommonArgs) -> Result<RedisTls> {
+    let client = args
+        .redis_client_cert
+        .as_deref()
+        .zip(args.redis_client_key.as_deref());
+    match RedisTls::from_files(args.redis_ca_cert.as_deref(), client) {
+        Ok(tls) => Ok(tls),
+        Err(wasi_cache_engine::Error::InvalidConfig(message)) => bail!("{message}"),
+        Err(err) => bail!("{err}"),
+    }
 }
 
 /// `url` without its password (`redis://user:secret@host` → `redis://user:***@host`), for

@@ -1,11 +1,18 @@
 //! Test support shared by the Redis backend's and the CLI's tests (dev-only, never published): a
 //! private `redis-server` per test binary (or per test), on a free loopback port in a temp dir,
 //! without persistence, stopped on drop. Never the system's server on 6379.
+//!
+//! [`RedisServer::start_tls`] adds a TLS port with a server certificate signed by a CA made in
+//! the test process ([`TestCa`]), and a client certificate for mutual TLS.
 
 #![deny(missing_docs)]
 
+mod certs;
+
+pub use certs::{PemPair, TestCa};
+
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +21,25 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    tls: Option<Tls>,
+}
+
+/// Whether the TLS port asks clients for a certificate (`--tls-auth-clients`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client may connect without a certificate; one it shows must be signed by the CA.
+    Optional,
+    /// Mutual TLS: a client without a certificate signed by the CA is refused.
+    Required,
+}
+
+/// The TLS side of a server: its port, and the files a client needs.
+struct Tls {
+    port: u16,
+    auth: ClientAuth,
+    ca_cert: PathBuf,
+    server: PemPair,
+    client: PemPair,
 }
 
 impl RedisServer {
@@ -22,28 +48,83 @@ impl RedisServer {
     /// Panics with an install hint if `redis-server` is missing: these tests never skip.
     pub fn start() -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!(
-            "wasi-cache-redis-test-{}-{port}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("creating the server's temp dir");
         let mut server = Self {
             child: None,
             port,
-            dir,
+            dir: temp_dir(port),
+            tls: None,
         };
         server.spawn();
         server
     }
 
-    /// The port the server listens on.
+    /// Starts a server with a TLS port as well, on certificates made for it: a fresh CA, a
+    /// server certificate for `127.0.0.1` and `localhost`, and a client certificate (for
+    /// [`ClientAuth::Required`]), all in the server's temp dir.
+    ///
+    /// The plain port stays open for the tests' own checks (readiness, `PUBSUB CHANNELS`);
+    /// what is under test connects to [`RedisServer::tls_url`].
+    pub fn start_tls(auth: ClientAuth) -> Self {
+        let port = free_port();
+        let dir = temp_dir(port);
+        let ca = TestCa::new("wasi-cache test CA");
+        let ca_cert = dir.join("ca.crt");
+        ca.write_cert(&ca_cert);
+        // Two free ports may come out equal (each listener is closed before the next).
+        let tls_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != port)
+            .expect("an endless iterator");
+        let tls = Tls {
+            port: tls_port,
+            auth,
+            ca_cert,
+            server: ca.issue_server(&dir),
+            client: ca.issue_client(&dir),
+        };
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            tls: Some(tls),
+        };
+        server.spawn();
+        server
+    }
+
+    /// The (plain) port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// The server's URL.
+    /// The server's (plain) URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The TLS port. Panics on a server without TLS.
+    pub fn tls_port(&self) -> u16 {
+        self.tls().port
+    }
+
+    /// The TLS port's URL, `rediss://127.0.0.1:PORT`. Panics on a server without TLS.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port())
+    }
+
+    /// The CA certificate (PEM file) that signed the server's and the client's certificates.
+    pub fn ca_cert(&self) -> &Path {
+        &self.tls().ca_cert
+    }
+
+    /// A client certificate and key (PEM files) signed by [`RedisServer::ca_cert`].
+    pub fn client_cert(&self) -> &PemPair {
+        &self.tls().client
+    }
+
+    fn tls(&self) -> &Tls {
+        self.tls
+            .as_ref()
+            .expect("a TLS server (RedisServer::start_tls)")
     }
 
     /// Freezes (`SIGSTOP`, `true`) or thaws (`SIGCONT`, `false`) the server: while frozen it
@@ -76,12 +157,29 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
-            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")]);
+        if let Some(tls) = &self.tls {
+            let auth = match tls.auth {
+                ClientAuth::Optional => "optional",
+                ClientAuth::Required => "yes",
+            };
+            command
+                .args(["--tls-port", &tls.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&tls.server.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.server.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca_cert)
+                .args(["--tls-auth-clients", auth]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -134,6 +232,16 @@ impl Drop for RedisServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A new temp dir for the server on `port` (its working dir, and its certificates).
+fn temp_dir(port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "wasi-cache-redis-test-{}-{port}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("creating the server's temp dir");
+    dir
 }
 
 /// A loopback port nobody listens on now (the OS picks it; never 6379).

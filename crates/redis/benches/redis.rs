@@ -1,17 +1,21 @@
 //! Throughput of the Redis backend's `get` and `set` at 50 concurrent callers, next to
 //! `redis-benchmark -t get,set -c 50 -d 64` against the same private `redis-server` in the same
 //! run; prints one `RATIO case=<case> peer=redis-benchmark value=<ours/theirs>` line per case.
+//! The same backend through the server's TLS port runs in the same run too, with
+//! `RATIO case=tls-<op> peer=plain value=<tls/plain>` lines.
 //!
 //! Run with `cargo bench -p wasi-cache-redis --bench redis` (needs `redis-server` and
 //! `redis-benchmark` on the PATH: `apt-get install redis-server`).
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, Namespace};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
+use wasi_cache_redis_server::{ClientAuth, RedisServer};
 
 /// Concurrent callers, as `redis-benchmark -c 50`.
 const CLIENTS: usize = 50;
@@ -52,9 +56,14 @@ async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
     REQUESTS as f64 / start.elapsed().as_secs_f64()
 }
 
-/// `redis-benchmark`'s requests per second for `GET` and `SET`.
-fn redis_benchmark(port: u16, pipeline: usize) -> (String, f64, f64) {
-    let args = [
+/// `redis-benchmark`'s requests per second for `GET` and `SET`; over TLS (trusting `tls_ca`)
+/// when given one.
+fn redis_benchmark(port: u16, pipeline: usize, tls_ca: Option<&Path>) -> (String, f64, f64) {
+    let tls = tls_ca.map(|ca| {
+        let ca = ca.to_str().expect("utf-8 path");
+        ["--tls".to_owned(), "--cacert".to_owned(), ca.to_owned()]
+    });
+    let common = [
         "-P",
         &pipeline.to_string(),
         "-h",
@@ -72,6 +81,7 @@ fn redis_benchmark(port: u16, pipeline: usize) -> (String, f64, f64) {
         "-q",
     ]
     .map(String::from);
+    let args: Vec<String> = tls.into_iter().flatten().chain(common).collect();
     let out = Command::new("redis-benchmark")
         .args(&args)
         .output()
@@ -89,36 +99,79 @@ fn redis_benchmark(port: u16, pipeline: usize) -> (String, f64, f64) {
     (command, rate("GET"), rate("SET"))
 }
 
+/// What one pass of sets and gets through one backend gave.
+struct Measured {
+    /// Sets per second.
+    set: f64,
+    /// Gets per second.
+    get: f64,
+    /// Redis round trips per operation (the backend's own count).
+    trips: f64,
+    /// Reads the server made per operation (`total_reads_processed`): how well requests were
+    /// batched on their way to it (one read per request is no batching at all).
+    reads: f64,
+}
+
+/// Sets then gets through a backend made with `config`, after a warm-up pass of sets (which
+/// also preloads every key for the gets); `admin` is the server's plain URL, for its counters.
+async fn measure(config: RedisConfig, admin: &str) -> Measured {
+    let backend = Arc::new(RedisBackend::connect(config).await.unwrap());
+    run(&backend, true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = (backend.stats().round_trips, server_reads(admin).await);
+    let set = run(&backend, true).await;
+    let get = run(&backend, false).await;
+    let ops = (2 * REQUESTS) as f64;
+    Measured {
+        set,
+        get,
+        trips: (backend.stats().round_trips - before.0) as f64 / ops,
+        reads: (server_reads(admin).await - before.1) / ops,
+    }
+}
+
+/// The server's `total_reads_processed` so far (the bench's own INFO included).
+async fn server_reads(admin: &str) -> f64 {
+    let client = redis::Client::open(admin).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_reads_processed in INFO stats (Redis 6.2 or later)")
+}
+
 fn main() {
-    let server = wasi_cache_redis_server::RedisServer::start();
+    // One server for every case: its plain port, and its TLS port on a CA made here.
+    let server = RedisServer::start_tls(ClientAuth::Optional);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let (ours_set, ours_get, trips) = runtime.block_on(async {
-        let backend = Arc::new(
-            RedisBackend::connect(RedisConfig::with_url(server.url()))
-                .await
-                .unwrap(),
-        );
-        // Warm up (and preload every key for the gets).
-        run(&backend, true).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let before = backend.stats().round_trips;
-        let set = run(&backend, true).await;
-        let get = run(&backend, false).await;
-        let trips = (backend.stats().round_trips - before) as f64 / (2 * REQUESTS) as f64;
-        (set, get, trips)
-    });
-    let (command, theirs_get, theirs_set) = redis_benchmark(server.port(), 1);
+    let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), &server.url()));
+    let tls = RedisConfig {
+        tls: RedisTls::from_files(Some(server.ca_cert()), None).unwrap(),
+        ..RedisConfig::with_url(server.tls_url())
+    };
+    let tls = runtime.block_on(measure(tls, &server.url()));
+    let (ours_set, ours_get) = (plain.set, plain.get);
+    let (command, theirs_get, theirs_set) = redis_benchmark(server.port(), 1, None);
     // The same with 16 requests pipelined per connection: closer to what one multiplexed
     // connection does with 50 concurrent callers (it batches their requests).
-    let (piped_command, piped_get, piped_set) = redis_benchmark(server.port(), 16);
+    let (piped_command, piped_get, piped_set) = redis_benchmark(server.port(), 16, None);
+    // What TLS costs the server itself, a yardstick for ours: the pipelined peer over TLS.
+    let (tls_command, tls_piped_get, tls_piped_set) =
+        redis_benchmark(server.tls_port(), 16, Some(server.ca_cert()));
     println!("redis-server: {}", redis_version());
     println!("peer: {command}");
     println!(
-        "ours: set {ours_set:.0} ops/s, get {ours_get:.0} ops/s ({CLIENTS} tasks, one multiplexed connection, {trips:.2} round trips/op)"
+        "ours: set {ours_set:.0} ops/s, get {ours_get:.0} ops/s ({CLIENTS} tasks, one multiplexed connection, {:.2} round trips/op, {:.3} server reads/op)",
+        plain.trips, plain.reads
     );
     println!("redis-benchmark: set {theirs_set:.0} ops/s, get {theirs_get:.0} ops/s");
     println!(
@@ -138,6 +191,24 @@ fn main() {
     println!(
         "RATIO case=set peer=redis-benchmark-P16 value={:.3}",
         ours_set / piped_set
+    );
+    println!(
+        "ours over TLS: set {:.0} ops/s, get {:.0} ops/s ({CLIENTS} tasks, one multiplexed TLS connection, {:.2} round trips/op, {:.3} server reads/op)",
+        tls.set, tls.get, tls.trips, tls.reads
+    );
+    println!(
+        "RATIO case=tls-get peer=plain value={:.3}",
+        tls.get / ours_get
+    );
+    println!(
+        "RATIO case=tls-set peer=plain value={:.3}",
+        tls.set / ours_set
+    );
+    println!("peer: {tls_command}");
+    println!(
+        "redis-benchmark -P 16 over TLS: set {tls_piped_set:.0} ops/s, get {tls_piped_get:.0} ops/s (its own TLS/plain: get {:.3}, set {:.3})",
+        tls_piped_get / piped_get,
+        tls_piped_set / piped_set
     );
 }
 

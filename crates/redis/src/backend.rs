@@ -97,7 +97,7 @@ impl RedisBackend {
     /// Builds the backend without contacting the server; the first operations connect (and
     /// fail with `Error::Unavailable` while the server is unreachable).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self> {
-        let client = client(&config.url, config.op_timeout)?;
+        let client = client(&config.url, config.op_timeout, &config.tls)?;
         let db = client.get_connection_info().redis_settings().db();
         let counters = Arc::new(Counters::default());
         let commands = Commands::start(client.clone(), config.op_timeout, counters.clone())?;

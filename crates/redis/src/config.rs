@@ -4,14 +4,20 @@ use std::time::Duration;
 
 use wasi_cache_engine::Limits;
 
+use crate::tls::RedisTls;
+
 /// How to reach Redis and how long to wait for it.
 ///
 /// Namespaces are not configured here: one backend serves every namespace, each mapped to keys
 /// of its own (see the crate docs).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// The server's URL, e.g. `redis://127.0.0.1:6379/0` (default `redis://127.0.0.1:6379`).
+    /// The server's URL, e.g. `redis://127.0.0.1:6379/0` (default `redis://127.0.0.1:6379`);
+    /// `rediss://` connects with TLS.
     pub url: String,
+    /// Certificates for a `rediss://` URL (default: the system's roots, no client
+    /// certificate); anything else with a `redis://` URL is refused.
+    pub tls: RedisTls,
     /// Longest wait for any single Redis operation before it fails with `Error::Timeout`
     /// (default 2 s); also bounds connecting and reconnecting.
     pub op_timeout: Duration,
@@ -43,6 +49,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: Self::DEFAULT_URL.to_owned(),
+            tls: RedisTls::default(),
             op_timeout: Self::DEFAULT_OP_TIMEOUT,
             vacancy_timeout: Self::DEFAULT_VACANCY_TIMEOUT,
             limits: Limits::default(),

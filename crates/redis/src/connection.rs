@@ -21,9 +21,11 @@ use wasi_cache_engine::{Error, Result};
 
 use crate::counters::Counters;
 use crate::errors::is_connection_error;
+use crate::tls::{RedisTls, build_client};
 
-/// A redis-rs client for `url`, with keepalive and user timeout derived from `op_timeout`.
-pub(crate) fn client(url: &str, op_timeout: Duration) -> Result<redis::Client> {
+/// A redis-rs client for `url`, with keepalive and user timeout derived from `op_timeout`, and
+/// TLS with `tls` for a `rediss://` URL (both connections are made with it).
+pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
     let invalid =
         |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
     let info = url.into_connection_info().map_err(invalid)?;
@@ -41,7 +43,7 @@ pub(crate) fn client(url: &str, op_timeout: Duration) -> Result<redis::Client> {
             .saturating_mul(2)
             .clamp(Duration::from_secs(1), Duration::from_secs(7200)),
     );
-    redis::Client::open(info.set_tcp_settings(tcp)).map_err(invalid)
+    build_client(info.set_tcp_settings(tcp), tls)
 }
 
 /// The command connection: a redis-rs [`ConnectionManager`] (multiplexed, reconnecting by itself

@@ -5,9 +5,12 @@ use std::time::Duration;
 use wasi_cache_engine::Error;
 
 /// The engine error for a failed Redis command: `Unavailable` when the server cannot be
-/// reached, `Timeout` when it did not answer, `Backend` for anything the server refused.
+/// reached (a failed TLS handshake says what failed), `Timeout` when it did not answer,
+/// `Backend` for anything the server refused.
 pub(crate) fn map_redis_error(e: &redis::RedisError) -> Error {
-    if e.is_timeout() {
+    if let Some(failure) = crate::tls::handshake_failure(e) {
+        Error::Unavailable(failure)
+    } else if e.is_timeout() {
         Error::Unavailable(format!("Redis did not answer in time: {e}"))
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
         Error::Unavailable(format!(

@@ -74,6 +74,14 @@
 //! A waiter whose re-check fails for want of a connection keeps trying until the lock it saw
 //! last would have expired, so it rides out a replaced connection.
 //!
+//! ## TLS
+//! A `rediss://` URL connects both connections with TLS (rustls, TLS 1.2 or 1.3), verifying the
+//! server's certificate against the system's roots, or only against
+//! [`RedisTls::ca_cert`] when one is given; [`RedisTls::client`] adds a client certificate for
+//! servers that require mutual TLS. Certificates are checked before anything connects, and a
+//! failed handshake is an `Error::Unavailable` saying what failed (an unknown CA, a name the
+//! certificate does not cover, a client certificate required or refused).
+//!
 //! ## Faults
 //! Every Redis command is bounded by [`RedisConfig::op_timeout`] (2 s by default); an
 //! unreachable server gives `Error::Unavailable` or `Error::Timeout`, never a hang, and the
@@ -96,7 +104,9 @@ mod keys;
 mod pubsub;
 mod rendezvous;
 mod scripts;
+mod tls;
 
 pub use acl::ACL_RULES;
 pub use backend::RedisBackend;
 pub use config::RedisConfig;
+pub use tls::{ClientIdentity, RedisTls};

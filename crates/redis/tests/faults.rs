@@ -1,5 +1,6 @@
 //! Redis going away and coming back: errors within the op timeout (never a hang), waiters
-//! released, and the same backend working again after a restart on the same port.
+//! released, and the same backend working again after a restart on the same port (over plain
+//! TCP and over TLS).
 
 mod support;
 use support::*;
@@ -9,18 +10,34 @@ use std::time::{Duration, Instant};
 use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 
-use wasi_cache_redis_server::RedisServer;
+use wasi_cache_redis_server::{ClientAuth, RedisServer};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(500);
 const VACANCY: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_gives_prompt_errors_and_restart_recovers() {
-    let mut server = RedisServer::start();
+    let server = RedisServer::start();
+    let config = RedisConfig::with_url(server.url());
+    outage_and_restart(server, config).await;
+}
+
+/// The same through the TLS port: the backends' new connections to the restarted server (same
+/// port, same certificates) make TLS handshakes again, for commands and for pub/sub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_outage_gives_prompt_errors_and_restart_recovers() {
+    let server = RedisServer::start_tls(ClientAuth::Optional);
+    let config = tls_config(&server);
+    outage_and_restart(server, config).await;
+}
+
+/// Kills `server` under two backends made with `base` (a rendezvous in progress), checks every
+/// operation fails promptly, restarts it, and checks operations and the rendezvous recover.
+async fn outage_and_restart(mut server: RedisServer, base: RedisConfig) {
     let config = RedisConfig {
         op_timeout: OP_TIMEOUT,
         vacancy_timeout: VACANCY,
-        ..RedisConfig::with_url(server.url())
+        ..base
     };
     let a = RedisBackend::connect(config.clone()).await.unwrap();
     let c = RedisBackend::connect(config.clone()).await.unwrap();

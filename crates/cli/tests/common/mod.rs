@@ -1,7 +1,10 @@
 //! What the CLI's integration tests share: running `wasi-cache` to its end ([`wasi_cache`]) or
-//! in the background ([`Proc`]), scratch space, and talking to a test Redis server directly.
+//! in the background ([`Proc`]), scratch space, talking to a test Redis server directly, and
+//! `wasi-cache run --redis` scenarios ([`redis_runs`]).
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
+
+pub mod redis_runs;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -263,10 +266,25 @@ pub fn redis_command(port: u16, command: &str) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// Whether some client of the server at `port` subscribes to a channel: a get-or-set waiter
-/// subscribes to its key's channel before it waits (holders never subscribe).
+/// Whether some client of the server at `port` subscribes to a key's channel: a get-or-set
+/// waiter does before it waits (holders never subscribe). The probe channel every process
+/// subscribes to for a moment at start-up does not count.
 pub fn someone_waits(port: u16) -> bool {
-    !redis_command(port, "PUBSUB CHANNELS *").starts_with("*0")
+    // A RESP array of bulk strings: `*N`, then `$LEN` and the name for each channel.
+    redis_command(port, "PUBSUB CHANNELS wc:*")
+        .split("\r\n")
+        .skip(1)
+        .filter(|line| !line.is_empty() && !line.starts_with('$'))
+        .any(|name| !is_probe_channel(name))
+}
+
+/// Whether `name` is the backend's probe channel, `wc:{<16 hex digits>}c<db>:` (a key's channel
+/// goes on after the colon).
+fn is_probe_channel(name: &str) -> bool {
+    name.get("wc:{0123456789abcdef}".len()..)
+        .and_then(|rest| rest.strip_prefix('c'))
+        .and_then(|rest| rest.strip_suffix(':'))
+        .is_some_and(|db| db.bytes().all(|b| b.is_ascii_digit()))
 }
 
 impl Ended {

@@ -1,8 +1,10 @@
-//! What the Redis backend's integration tests share: values, configs, waiting for outcomes, a
-//! direct admin connection to the test server, and a TCP proxy that can go silent.
+//! What the Redis backend's integration tests share: values, configs (plain and TLS), waiting
+//! for outcomes, a direct admin connection to the test server, a TCP proxy that can go silent,
+//! and the contract suite's harness.
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+pub mod harness;
 pub mod proxy;
 
 use std::future::Future;
@@ -10,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Error, GetOrSet, Vacancy};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
+use wasi_cache_redis_server::RedisServer;
 
 /// `s` as a value.
 pub fn b(s: &str) -> Bytes {
@@ -47,6 +50,16 @@ pub async fn connect(url: String, op_timeout: Duration, vacancy_timeout: Duratio
     })
     .await
     .expect("connecting to the test redis-server")
+}
+
+/// The defaults on the TLS port of `server`, trusting its CA (and showing no client
+/// certificate).
+pub fn tls_config(server: &RedisServer) -> RedisConfig {
+    let tls = RedisTls::from_files(Some(server.ca_cert()), None).expect("the test CA");
+    RedisConfig {
+        tls,
+        ..RedisConfig::with_url(server.tls_url())
+    }
 }
 
 /// Retries `op` until it succeeds; panics after `limit` (a hang guard, not a timing claim).
