@@ -113,7 +113,8 @@ fn compile(engine: &Engine, cache: Option<&Cache>, bytes: &[u8]) -> Result<Compo
     let outcome = match (cache, before) {
         (Some(cache), Some((hits, _))) if cache.cache_hits() > hits => "hit",
         (Some(cache), Some((_, misses))) if cache.cache_misses() > misses => "miss",
-        // Compiled, but the artifact could not be written (a full or read-only disk).
+        // Compiled, but not stored: another process stored the same artifact first, or the disk
+        // refused it (full, read-only).
         (Some(_), _) => "unstored",
         (None, _) => "off",
     };

@@ -573,8 +573,11 @@ fn processes_starting_at_once_share_an_empty_compilation_cache() {
             .map(|racer| racer.join().unwrap())
             .collect::<Vec<_>>()
     });
+    // Each compiles or finds the artifact; one that compiled may find another's artifact stored
+    // first (`unstored`): every run succeeds all the same.
     for run in &runs {
-        assert!(["hit", "miss"].contains(&compile_cache(run)), "{run:#?}");
+        let outcome = compile_cache(run);
+        assert!(["hit", "miss", "unstored"].contains(&outcome), "{run:#?}");
     }
     assert_eq!(compile_cache(&wasi_cache(args)), "hit");
 }
