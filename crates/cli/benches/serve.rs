@@ -29,14 +29,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use common::{Proc, STARTUP, tmp};
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use tokio::net::TcpStream;
+use http_body_util::BodyExt;
 use upstream::{COLD_LATENCY, Upstream};
 use wasi_cache_guest_build as guest_build;
-use wasmtime_wasi_http::io::TokioIo;
 
 /// The page every load case asks for (the constant component answers any path alike).
 const HIT_PATH: &str = "/hit/1k";
@@ -292,16 +288,11 @@ async fn warm(proxy: &Server, upstream: &Upstream) {
 /// `GET path` on a connection of its own; returns the `x-cache` header of a `200`, and panics
 /// on any other status.
 async fn get(addr: SocketAddr, path: &str) -> Option<String> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let mut sender = common::http::connect(addr).await;
+    let response = sender
+        .send_request(common::http::get_request(addr, path))
         .await
         .unwrap();
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
     assert_eq!(response.status(), 200, "GET {path}");
     let x_cache = response
         .headers()

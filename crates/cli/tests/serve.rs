@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Proc, STARTUP, tmp, wasi_cache};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
@@ -236,16 +236,11 @@ async fn all_ok(requests: Vec<tokio::task::JoinHandle<Reply>>, body: Option<&str
 /// `GET path` on a connection of its own.
 async fn get(addr: SocketAddr, path: impl AsRef<str>) -> Reply {
     let path = path.as_ref();
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let mut sender = common::http::connect(addr).await;
+    let response = sender
+        .send_request(common::http::get_request(addr, path))
         .await
         .unwrap();
-    tokio::spawn(connection);
-    let request = Request::get(path)
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
     let status = response.status();
     let x_cache = response
         .headers()

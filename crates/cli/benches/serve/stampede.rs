@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
-use wasmtime_wasi_http::io::TokioIo;
 
 /// What one request of the stampede got.
 #[derive(Debug, Clone)]
@@ -91,17 +89,8 @@ pub async fn run(addr: SocketAddr, path: &str, n: usize) -> Outcome {
     let armed = Arc::new(Semaphore::new(0));
     let mut requests = Vec::with_capacity(n);
     for _ in 0..n {
-        let stream = TcpStream::connect(addr)
-            .await
-            .unwrap_or_else(|err| panic!("cannot open a connection to {addr}: {err}"));
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = Request::get(path)
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .unwrap();
+        let mut sender = crate::common::http::connect(addr).await;
+        let request = crate::common::http::get_request(addr, path);
         let (armed, mut released) = (armed.clone(), released.clone());
         requests.push(tokio::spawn(async move {
             armed.add_permits(1);

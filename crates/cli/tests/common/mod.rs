@@ -4,6 +4,8 @@
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+pub mod http;
+
 pub mod redis_runs;
 
 use std::ffi::OsStr;
