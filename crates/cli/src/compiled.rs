@@ -5,10 +5,8 @@
 //! `--stats` line), and precompiled components (`.cwasm` files of `wasi-cache compile`: wasmtime's
 //! serialized component followed by a SHA-256 of it, so a damaged file is refused, never run).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
