@@ -139,6 +139,28 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 
+    /// The server's `total_reads_processed` (`INFO stats`, Redis 6.2 or later), read with
+    /// `redis-cli`: how many reads it made, which shows how well requests were batched on their
+    /// way in (one read per request is no batching at all).
+    pub fn reads_processed(&self) -> u64 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "INFO",
+                "stats",
+            ])
+            .output()
+            .expect("running redis-cli");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("total_reads_processed:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("total_reads_processed in INFO stats (Redis 6.2 or later)")
+    }
+
     /// Kills the server (as a crash would) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -113,12 +113,12 @@ struct Measured {
 }
 
 /// Sets then gets through a backend made with `config`, after a warm-up pass of sets (which
-/// also preloads every key for the gets); `admin` is the server's plain URL, for its counters.
-async fn measure(config: RedisConfig, admin: &str) -> Measured {
+/// also preloads every key for the gets); `server` is the server the config points at.
+async fn measure(config: RedisConfig, server: &RedisServer) -> Measured {
     let backend = Arc::new(RedisBackend::connect(config).await.unwrap());
     run(&backend, true).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = (backend.stats().round_trips, server_reads(admin).await);
+    let before = (backend.stats().round_trips, server.reads_processed());
     let set = run(&backend, true).await;
     let get = run(&backend, false).await;
     let ops = (2 * REQUESTS) as f64;
@@ -126,23 +126,8 @@ async fn measure(config: RedisConfig, admin: &str) -> Measured {
         set,
         get,
         trips: (backend.stats().round_trips - before.0) as f64 / ops,
-        reads: (server_reads(admin).await - before.1) / ops,
+        reads: ((server.reads_processed() - before.1) as f64) / ops,
     }
-}
-
-/// The server's `total_reads_processed` so far (the bench's own INFO included).
-async fn server_reads(admin: &str) -> f64 {
-    let client = redis::Client::open(admin).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_reads_processed:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("total_reads_processed in INFO stats (Redis 6.2 or later)")
 }
 
 fn main() {
@@ -153,12 +138,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), &server.url()));
+    let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), &server));
     let tls = RedisConfig {
         tls: RedisTls::from_files(Some(server.ca_cert()), None).unwrap(),
         ..RedisConfig::with_url(server.tls_url())
     };
-    let tls = runtime.block_on(measure(tls, &server.url()));
+    let tls = runtime.block_on(measure(tls, &server));
     let (ours_set, ours_get) = (plain.set, plain.get);
     let (command, theirs_get, theirs_set) = redis_benchmark(server.port(), 1, None);
     // The same with 16 requests pipelined per connection: closer to what one multiplexed

@@ -128,8 +128,8 @@ impl Inner {
         self.commands.client()
     }
 
-    /// A handle on the command connection.
-    pub(crate) fn conn(&self) -> redis::aio::ConnectionManager {
+    /// A handle on the command connection (pipelining concurrent commands).
+    pub(crate) fn conn(&self) -> crate::autopipeline::AutoPipeline {
         self.commands.get()
     }
 
