@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
-use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTarget, RedisTls};
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result, Store, bail};
@@ -102,7 +102,7 @@ pub fn report_stats(args: &CommonArgs, backend: &dyn Backend) {
 pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn Backend>> {
     if let Some(url) = &args.redis {
         let config = RedisConfig {
-            url: url.clone(),
+            target: RedisTarget::Server(url.clone()),
             tls: redis_tls(args)?,
             op_timeout: args.redis_timeout,
             vacancy_timeout: args.vacancy_timeout,

@@ -95,6 +95,7 @@
 
 mod acl;
 mod backend;
+mod cluster;
 mod config;
 mod connection;
 mod counters;
@@ -106,7 +107,7 @@ mod rendezvous;
 mod scripts;
 mod tls;
 
-pub use acl::ACL_RULES;
+pub use acl::{ACL_RULES, CLUSTER_ACL_RULES};
 pub use backend::RedisBackend;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, RedisTarget};
 pub use tls::{ClientIdentity, RedisTls};
