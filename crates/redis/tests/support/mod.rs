@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasi_cache_engine::{Error, GetOrSet, Vacancy};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
-use wasi_cache_redis_server::RedisServer;
+use wasi_cache_redis_server::{RedisCluster, RedisServer};
+
+/// The test binary's Redis Cluster: 3 masters, no replicas, started on first use and stopped
+/// when the binary exits (its tests use namespaces of their own, so they share it).
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start(3, 0))
+}
 
 /// `s` as a value.
 pub fn b(s: &str) -> Bytes {
