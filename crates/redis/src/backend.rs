@@ -15,7 +15,9 @@ use crate::cluster::{cluster_client, lazy_connection};
 use crate::config::{RedisConfig, RedisTarget};
 use crate::connection::{Commands, Conn, Link, client};
 use crate::counters::Counters;
-use crate::errors::{cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error};
+use crate::errors::{
+    cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error,
+};
 use crate::keys::Keys;
 use crate::pubsub::{PubSub, Source};
 use crate::rendezvous::Flights;
@@ -109,7 +111,12 @@ impl RedisBackend {
                 let client = client(url, op_timeout, tls)?;
                 let db = client.get_connection_info().redis_settings().db();
                 let commands = Commands::start(client.clone(), op_timeout, counters.clone())?;
-                (Link::Server(commands), Source::Server(client), db, "PUBLISH")
+                (
+                    Link::Server(commands),
+                    Source::Server(Box::new(client)),
+                    db,
+                    "PUBLISH",
+                )
             }
             RedisTarget::Cluster(seeds) => {
                 let commands = cluster_client(seeds, op_timeout, tls, None)?;
@@ -212,9 +219,7 @@ impl Inner {
         let script = &self.scripts.claim;
         let mut call = script.call(&[&keys.value, &keys.lock]);
         call.arg(token).arg(px);
-        let reply: redis::Value = self
-            .op(script.run(&mut conn, &keys.value, &call))
-            .await?;
+        let reply: redis::Value = self.op(script.run(&mut conn, &keys.value, &call)).await?;
         use redis::Value as V;
         match reply {
             V::Array(items) => match items.as_slice() {
@@ -264,9 +269,7 @@ impl Inner {
         let script = &self.scripts.store;
         let mut call = script.call(&[&keys.value, &keys.lock, &keys.channel]);
         call.arg(token).arg(&value[..]).arg(ttl_arg).arg(inline);
-        let _owned: i64 = self
-            .op(script.run(&mut conn, &keys.value, &call))
-            .await?;
+        let _owned: i64 = self.op(script.run(&mut conn, &keys.value, &call)).await?;
         if !zero {
             Counters::bump(&self.counters.inserts);
         }

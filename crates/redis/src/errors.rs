@@ -32,14 +32,15 @@ pub(crate) fn timeout_error(limit: Duration) -> Error {
 }
 
 /// The engine error for a failed command on a Redis Cluster: as [`map_redis_error`], and a shard
-/// that is down or moving (no connection to its node, `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`)
-/// is `Unavailable` too, saying that only that shard's keys are affected.
+/// that is down or moving (no connection to its node, `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`,
+/// or `NOSCRIPT` still after loading the script: the load and the call reached different nodes
+/// while it failed over) is `Unavailable` too, saying that only that shard's keys are affected.
 pub(crate) fn cluster_error(e: &redis::RedisError) -> Error {
     use redis::{ErrorKind, ServerErrorKind as S};
     let shard_down = matches!(
         e.kind(),
         ErrorKind::ClusterConnectionNotFound
-            | ErrorKind::Server(S::ClusterDown | S::TryAgain | S::MasterDown)
+            | ErrorKind::Server(S::ClusterDown | S::TryAgain | S::MasterDown | S::NoScript)
     );
     match map_redis_error(e) {
         Error::Unavailable(_) if crate::tls::handshake_failure(e).is_none() => shard_down_error(e),

@@ -198,9 +198,7 @@ impl Table {
                     Status::Subscribed
                 }
                 (Outcome::Refused(e), Kind::Subscribe) => Status::Refused(e.clone()),
-                (Outcome::Retry(e), Kind::Subscribe) => {
-                    Status::Retrying(e.clone())
-                }
+                (Outcome::Retry(e), Kind::Subscribe) => Status::Retrying(e.clone()),
                 // The node is gone, and its subscriptions with it.
                 (_, Kind::Unsubscribe) => Status::Idle,
             };
@@ -247,7 +245,7 @@ impl Table {
 /// What the pub/sub connection is made on.
 pub(crate) enum Source {
     /// One server: a dedicated pub/sub connection from this client (RESP2 or RESP3).
-    Server(redis::Client),
+    Server(Box<redis::Client>),
     /// A cluster: a cluster connection whose push messages (sharded pub/sub) arrive here.
     Cluster(ClusterConnection, UnboundedReceiver<PushInfo>),
 }
@@ -256,7 +254,7 @@ pub(crate) enum Source {
 #[derive(Clone)]
 pub(crate) enum Target {
     /// One server's client.
-    Server(redis::Client),
+    Server(Box<redis::Client>),
     /// The cluster connection.
     Cluster(ClusterConnection),
 }

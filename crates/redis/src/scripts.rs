@@ -11,6 +11,9 @@ use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind
 
 use crate::connection::Conn;
 
+/// Most times a script is loaded for one call.
+const MAX_LOADS: usize = 3;
+
 /// One script: its code (to load it where it is missing) and its hash (to call it).
 pub(crate) struct Lua {
     code: String,
@@ -36,19 +39,27 @@ impl Lua {
     }
 
     /// Runs `call` (made by [`Lua::call`], with `key` its first key), loading the script on the
-    /// node serving `key` first if that node lacks it.
+    /// node serving `key` when that node lacks it. While a cluster fails over, the load and the
+    /// call may reach different nodes (the replica, then the promoted one), so a few rounds are
+    /// allowed (the caller's op timeout bounds them all).
     pub(crate) async fn run<T: FromRedisValue>(
         &self,
         conn: &mut Conn,
         key: &[u8],
         call: &Cmd,
     ) -> RedisResult<T> {
-        match call.query_async(conn).await {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                conn.load_script(&self.code, key).await?;
-                call.query_async(conn).await
+        let mut loads = 0;
+        loop {
+            match call.query_async(conn).await {
+                Err(e)
+                    if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                        && loads < MAX_LOADS =>
+                {
+                    loads += 1;
+                    conn.load_script(&self.code, key).await?;
+                }
+                outcome => return outcome,
             }
-            outcome => outcome,
         }
     }
 }

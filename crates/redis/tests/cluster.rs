@@ -49,7 +49,11 @@ mod stampede {
                 tokio::spawn(async move {
                     let k = i % KEYS;
                     barrier.wait().await;
-                    match host.get_or_set(&ns, key(k).as_bytes()).await.expect("get_or_set") {
+                    match host
+                        .get_or_set(&ns, key(k).as_bytes())
+                        .await
+                        .expect("get_or_set")
+                    {
                         GetOrSet::Occupied(v) => (k, false, v),
                         GetOrSet::Vacant(vacancy) => {
                             // Let the others pile up on every host before filling.
@@ -62,12 +66,10 @@ mod stampede {
                 })
             })
             .collect();
-        let outcomes = tokio::time::timeout(
-            Duration::from_secs(60),
-            futures::future::join_all(callers),
-        )
-        .await
-        .expect("stampede hung");
+        let outcomes =
+            tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(callers))
+                .await
+                .expect("stampede hung");
         let mut by_key: HashMap<usize, Vec<(bool, Bytes)>> = HashMap::new();
         for outcome in outcomes {
             let (k, filled, value) = outcome.expect("caller task");
@@ -78,7 +80,7 @@ mod stampede {
             let fills: Vec<&Bytes> = outcomes.iter().filter(|o| o.0).map(|o| &o.1).collect();
             assert_eq!(fills.len(), 1, "key {k}: exactly one fill");
             assert!(
-                outcomes.iter().all(|o| &o.1 == fills[0]),
+                outcomes.iter().all(|o| o.1 == *fills[0]),
                 "key {k}: every caller gets the one fill"
             );
             for host in &hosts {
