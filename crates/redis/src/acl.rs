@@ -25,10 +25,10 @@ pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +eva
                              +publish +subscribe +unsubscribe +select";
 
 /// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there, and
-/// redis-rs asks a node for the slot map (`CLUSTER SLOTS`) and speaks RESP3 (`HELLO`).
+/// redis-rs asks the nodes for the slot map (`CLUSTER SLOTS`).
 pub const CLUSTER_ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha \
                                      +script|load +spublish +ssubscribe +sunsubscribe \
-                                     +cluster|slots +hello";
+                                     +cluster|slots";
 
 /// Checks that the user may publish and subscribe the backend's channels (each step within the
 /// op timeout).

@@ -108,3 +108,85 @@ mod stampede {
         assert_eq!(shards_used, 3, "the keys cover all three shards");
     }
 }
+
+mod acl {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
+    use wasi_cache_redis::{CLUSTER_ACL_RULES, RedisBackend, RedisConfig};
+
+    use crate::support::{b, shared_cluster};
+
+    /// Creates `user` (password `pw`) with `rules` on every node: ACL users are per node.
+    fn set_user(user: &str, rules: &str) {
+        let cluster = shared_cluster();
+        let mut args = vec!["ACL", "SETUSER", user, "reset", "on", ">pw"];
+        args.extend(rules.split_whitespace());
+        for node in 0..cluster.len() {
+            assert_eq!(cluster.cli(node, &args), "OK", "ACL SETUSER on node {node}");
+        }
+    }
+
+    /// The cluster's seed URLs as `user`.
+    fn seeds_as(user: &str) -> Vec<String> {
+        shared_cluster()
+            .seeds()
+            .iter()
+            .map(|url| url.replace("redis://", &format!("redis://{user}:pw@")))
+            .collect()
+    }
+
+    /// [`CLUSTER_ACL_RULES`] are enough for everything the backend does on a cluster (values, a
+    /// rendezvous across two hosts), and a user without the sharded channel rights is refused
+    /// at connect with what to grant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_documented_cluster_rules_are_enough() {
+        set_user(
+            "clustercache",
+            &format!("resetkeys resetchannels -@all {CLUSTER_ACL_RULES}"),
+        );
+        let config = RedisConfig::with_cluster(seeds_as("clustercache"));
+        let holder = RedisBackend::connect(config.clone()).await.expect("connect");
+        let waiter = Arc::new(RedisBackend::connect(config).await.expect("connect"));
+        let ns = Namespace::new(format!("acl-{}", std::process::id())).unwrap();
+        for k in 0..10 {
+            let key = format!("k{k}");
+            holder.set(&ns, key.as_bytes(), b("v"), None).await.unwrap();
+            assert_eq!(waiter.get(&ns, key.as_bytes()).await.unwrap(), Some(b("v")));
+            assert!(waiter.exists(&ns, key.as_bytes()).await.unwrap());
+            holder.delete(&ns, key.as_bytes()).await.unwrap();
+        }
+        let GetOrSet::Vacant(vacancy) = holder.get_or_set(&ns, b"r").await.unwrap() else {
+            panic!("the first caller holds the vacancy");
+        };
+        let task = {
+            let (waiter, ns) = (waiter.clone(), ns.clone());
+            tokio::spawn(async move { waiter.get_or_set(&ns, b"r").await })
+        };
+        while waiter.stats().rendezvous_waits == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        vacancy.fill(b("filled"), None).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the waiter was not woken")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(got, GetOrSet::Occupied(v) if v == b("filled")));
+        holder.ping().await.unwrap();
+
+        set_user(
+            "nosharded",
+            "resetkeys resetchannels -@all ~wc:* &wc:* +@all -spublish",
+        );
+        match RedisBackend::connect(RedisConfig::with_cluster(seeds_as("nosharded"))).await {
+            Err(Error::InvalidConfig(msg)) => assert!(
+                msg.contains("SPUBLISH") && msg.contains("+spublish +ssubscribe +sunsubscribe"),
+                "{msg}"
+            ),
+            Err(other) => panic!("expected InvalidConfig, got {other}"),
+            Ok(_) => panic!("connected without SPUBLISH"),
+        }
+    }
+}
