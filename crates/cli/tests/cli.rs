@@ -11,11 +11,6 @@ use std::sync::OnceLock;
 
 use wasi_cache_guest_build as guest_build;
 
-fn memo_wasm() -> &'static Path {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| guest_build::build(guest_build::MEMO, tmp()))
-}
-
 fn e2e_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| guest_build::build(guest_build::GUEST_E2E, tmp()))

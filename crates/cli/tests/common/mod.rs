@@ -47,6 +47,12 @@ pub fn tmp() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// The memo example's component, built once per test binary.
+pub fn memo_wasm() -> &'static Path {
+    static WASM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    WASM.get_or_init(|| wasi_cache_guest_build::build(wasi_cache_guest_build::MEMO, tmp()))
+}
+
 /// What one run of `wasi-cache` did.
 #[derive(Debug)]
 pub struct Run {
