@@ -856,6 +856,32 @@ mod tests {
     }
 
     #[test]
+    fn redis_cluster_options() {
+        let args = run_args(&[
+            "--redis-cluster",
+            "redis://a:7000,redis://b:7001",
+            "--redis-cluster",
+            "redis://c:7002",
+            "--redis-ca-cert",
+            "ca.pem",
+        ]);
+        assert_eq!(
+            args.common.redis_cluster,
+            ["redis://a:7000", "redis://b:7001", "redis://c:7002"]
+        );
+        assert!(args.common.uses_redis());
+        assert_eq!(args.common.validate(), Ok(()));
+        for clash in [
+            ["--redis", "redis://h", "--redis-cluster", "redis://a:7000"],
+            ["--redis-cluster", "redis://a:7000", "--capacity", "1MiB"],
+        ] {
+            let argv = [&["wasi-cache", "run"][..], &clash, &["x.wasm"]].concat();
+            let line = one_line(&Cli::try_parse_from(argv).unwrap_err().render().to_string());
+            assert!(line.contains("cannot be used with"), "{line}");
+        }
+    }
+
+    #[test]
     fn redis_tls_options() {
         let args = run_args(&[
             "--redis",

@@ -171,7 +171,11 @@ fn main() {
     // Three masters on this machine: the same work spread over three servers, each key's
     // commands sent to the node serving its slot.
     let cluster = RedisCluster::start(3, 0);
-    let masters: Vec<String> = cluster.masters().into_iter().map(|m| cluster.url(m)).collect();
+    let masters: Vec<String> = cluster
+        .masters()
+        .into_iter()
+        .map(|m| cluster.url(m))
+        .collect();
     let sharded = runtime.block_on(measure(
         RedisConfig::with_cluster(cluster.seeds()),
         &masters,

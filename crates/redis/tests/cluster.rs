@@ -113,10 +113,10 @@ mod acl {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
+    use wasi_cache_engine::{Backend, Error, Namespace};
     use wasi_cache_redis::{CLUSTER_ACL_RULES, RedisBackend, RedisConfig};
 
-    use crate::support::{b, shared_cluster};
+    use crate::support::{b, rendezvous, shared_cluster};
 
     /// Creates `user` (password `pw`) with `rules` on every node: ACL users are per node.
     fn set_user(user: &str, rules: &str) {
@@ -147,7 +147,9 @@ mod acl {
             &format!("resetkeys resetchannels -@all {CLUSTER_ACL_RULES}"),
         );
         let config = RedisConfig::with_cluster(seeds_as("clustercache"));
-        let holder = RedisBackend::connect(config.clone()).await.expect("connect");
+        let holder = RedisBackend::connect(config.clone())
+            .await
+            .expect("connect");
         let waiter = Arc::new(RedisBackend::connect(config).await.expect("connect"));
         let ns = Namespace::new(format!("acl-{}", std::process::id())).unwrap();
         for k in 0..10 {
@@ -157,23 +159,7 @@ mod acl {
             assert!(waiter.exists(&ns, key.as_bytes()).await.unwrap());
             holder.delete(&ns, key.as_bytes()).await.unwrap();
         }
-        let GetOrSet::Vacant(vacancy) = holder.get_or_set(&ns, b"r").await.unwrap() else {
-            panic!("the first caller holds the vacancy");
-        };
-        let task = {
-            let (waiter, ns) = (waiter.clone(), ns.clone());
-            tokio::spawn(async move { waiter.get_or_set(&ns, b"r").await })
-        };
-        while waiter.stats().rendezvous_waits == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        vacancy.fill(b("filled"), None).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(30), task)
-            .await
-            .expect("the waiter was not woken")
-            .unwrap()
-            .unwrap();
-        assert!(matches!(got, GetOrSet::Occupied(v) if v == b("filled")));
+        rendezvous(&holder, &waiter, &ns, b"r", Duration::from_secs(30)).await;
         holder.ping().await.unwrap();
 
         set_user(

@@ -36,28 +36,6 @@ async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
     Arc::new(RedisBackend::connect(config).await.expect("connect"))
 }
 
-/// A rendezvous on `k` between two hosts: one holds the vacancy, the other waits, the fill
-/// reaches the waiter through the shard's pub/sub (the lock outlives the guard).
-async fn rendezvous(holder: &RedisBackend, waiter: &Arc<RedisBackend>, ns: &Namespace, k: &[u8]) {
-    let vacancy = vacant(holder.get_or_set(ns, k).await.expect("holder"), "holder");
-    let before = waiter.stats().rendezvous_waits;
-    let task = {
-        let (waiter, ns, k) = (waiter.clone(), ns.clone(), k.to_vec());
-        tokio::spawn(async move { waiter.get_or_set(&ns, &k).await })
-    };
-    until(GUARD, "the waiter waits", || async {
-        waiter.stats().rendezvous_waits > before
-    })
-    .await;
-    vacancy.fill(b("filled"), None).await.expect("fill");
-    let got = tokio::time::timeout(GUARD, task)
-        .await
-        .expect("the waiter was not woken by the fill")
-        .unwrap()
-        .expect("waiter");
-    assert_eq!(occupied(got, "waiter"), b("filled"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
@@ -127,7 +105,7 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
         Some(b("during"))
     );
     waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
-    rendezvous(&holder, &waiter, &ns, &key(elsewhere[1])).await;
+    rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
 
     // The replica takes over; the shard's operations recover.
     tokio::task::block_in_place(|| cluster.wait_until_ok(GUARD));
@@ -157,5 +135,5 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
 
     // A fresh rendezvous on the shard works across the two hosts.
     holder.delete(&ns, &key(recovered)).await.unwrap();
-    rendezvous(&holder, &waiter, &ns, &key(recovered)).await;
+    rendezvous(&holder, &waiter, &ns, &key(recovered), GUARD).await;
 }

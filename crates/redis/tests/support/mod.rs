@@ -69,6 +69,35 @@ pub fn tls_config(server: &RedisServer) -> RedisConfig {
     }
 }
 
+/// A rendezvous on `key` between two backends: `holder` takes the vacancy, `waiter` waits (in
+/// a task) until the fill reaches it through pub/sub; panics after `guard` (a hang guard).
+pub async fn rendezvous(
+    holder: &RedisBackend,
+    waiter: &std::sync::Arc<RedisBackend>,
+    ns: &wasi_cache_engine::Namespace,
+    key: &[u8],
+    guard: Duration,
+) {
+    use wasi_cache_engine::Backend;
+    let vacancy = vacant(holder.get_or_set(ns, key).await.expect("holder"), "holder");
+    let before = waiter.stats().rendezvous_waits;
+    let task = {
+        let (waiter, ns, key) = (waiter.clone(), ns.clone(), key.to_vec());
+        tokio::spawn(async move { waiter.get_or_set(&ns, &key).await })
+    };
+    until(guard, "the waiter waits", || async {
+        waiter.stats().rendezvous_waits > before
+    })
+    .await;
+    vacancy.fill(b("filled"), None).await.expect("fill");
+    let got = tokio::time::timeout(guard, task)
+        .await
+        .expect("the waiter was not woken by the fill")
+        .unwrap()
+        .expect("waiter");
+    assert_eq!(occupied(got, "waiter"), b("filled"));
+}
+
 /// Retries `op` until it succeeds; panics after `limit` (a hang guard, not a timing claim).
 pub async fn eventually<T, F, Fut>(limit: Duration, mut op: F) -> T
 where
