@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::{RedisServer, free_port};
 
 /// The cluster node timeout: how long a silent node has before it is failed over.
-pub const NODE_TIMEOUT_MS: u64 = 1_000;
+pub(crate) const NODE_TIMEOUT_MS: u64 = 1_000;
 
 /// Slots of a Redis Cluster.
 const SLOTS: u32 = 16_384;

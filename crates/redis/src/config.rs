@@ -30,8 +30,9 @@ pub struct RedisConfig {
     /// Certificates for `rediss://` URLs (default: the system's roots, no client certificate);
     /// anything else with `redis://` URLs is refused.
     pub tls: RedisTls,
-    /// Longest wait for any single Redis operation before it fails with `Error::Timeout`
-    /// (default 2 s); also bounds connecting and reconnecting.
+    /// Longest wait for any single Redis operation before it fails with `Error::Timeout` (on a
+    /// cluster, `Error::Unavailable` naming the shard's problem) (default 2 s); also bounds
+    /// connecting and reconnecting.
     pub op_timeout: Duration,
     /// How long a vacancy may stay unfilled before its lock expires and a waiter takes it over
     /// (default 30 s, as in the memory engine).
