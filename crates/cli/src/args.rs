@@ -45,12 +45,14 @@ Examples:
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
   wasi-cache run --redis rediss://cache.internal:6380/0 --redis-ca-cert ca.pem app.wasm
+  wasi-cache run --redis-cluster redis://10.0.0.1:7000,redis://10.0.0.2:7000 app.wasm
   wasi-cache run --max-memory 256MiB --max-resources 10000 --timeout 30s app.wasm
 
 With --redis, the cache lives in Redis (6 or later) and is shared by every process on the
 same server: their get-or-set calls on one key (same --namespace) wait for one fill. Redis
 does its own eviction (--capacity does not apply); a crashed holder's vacancy passes to a
-waiter after --vacancy-timeout.
+waiter after --vacancy-timeout. --redis-cluster does the same on a Redis Cluster (7 or later):
+each key lives on one shard, and a shard that is down fails only the operations on its keys.
 
 An untrusted component is held within --max-memory (its linear memory), --max-resources
 (handles it holds at once), --memory-budget (host memory it makes the cache hold),
@@ -110,6 +112,7 @@ pub struct CompileArgs {
 /// Options `run` and `serve` share: the cache (embedded or Redis), the limits of every instance,
 /// its environment and the `--stats` report.
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("redis_target").args(["redis", "redis_cluster"])))]
 pub struct CommonArgs {
     /// Most bytes the embedded cache keeps (keys, values and per-entry overhead); not with --redis.
     #[arg(
@@ -117,7 +120,7 @@ pub struct CommonArgs {
         value_name = "SIZE",
         default_value = "256MiB",
         value_parser = parse_positive_size,
-        conflicts_with = "redis"
+        conflicts_with = "redis_target"
     )]
     pub capacity: u64,
 
@@ -126,18 +129,30 @@ pub struct CommonArgs {
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
 
+    /// Use the Redis Cluster (Redis 7 or later) reached through these seed nodes
+    /// (redis://HOST:PORT or rediss://, comma-separated; database 0) instead of the embedded
+    /// cache; the other nodes are found from them.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        num_args = 1,
+        conflicts_with = "redis"
+    )]
+    pub redis_cluster: Vec<String>,
+
     /// CA certificate (PEM) that signed the rediss:// server's certificate: trusted instead of
     /// the system's roots.
-    #[arg(long, value_name = "FILE", requires = "redis")]
+    #[arg(long, value_name = "FILE", requires = "redis_target")]
     pub redis_ca_cert: Option<PathBuf>,
 
     /// Client certificate (PEM) for a rediss:// server that requires mutual TLS; with
     /// --redis-client-key.
-    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_client_key"])]
+    #[arg(long, value_name = "FILE", requires_all = ["redis_target", "redis_client_key"])]
     pub redis_client_cert: Option<PathBuf>,
 
     /// Private key (PEM) of --redis-client-cert.
-    #[arg(long, value_name = "FILE", requires_all = ["redis", "redis_client_cert"])]
+    #[arg(long, value_name = "FILE", requires_all = ["redis_target", "redis_client_cert"])]
     pub redis_client_key: Option<PathBuf>,
 
     /// Where compiled components are kept between runs (default:
@@ -155,7 +170,7 @@ pub struct CommonArgs {
         value_name = "DURATION",
         default_value = "2s",
         value_parser = parse_positive_duration,
-        requires = "redis"
+        requires = "redis_target"
     )]
     pub redis_timeout: Duration,
 
@@ -330,6 +345,11 @@ impl RunArgs {
 }
 
 impl CommonArgs {
+    /// Whether the cache lives in Redis (`--redis` or `--redis-cluster`).
+    pub fn uses_redis(&self) -> bool {
+        self.redis.is_some() || !self.redis_cluster.is_empty()
+    }
+
     /// Checks the options against each other (each one's range is checked as it is parsed);
     /// the error is one sentence naming the options and what to change.
     pub fn validate(&self) -> Result<(), String> {
@@ -344,7 +364,7 @@ impl CommonArgs {
                 format_size(budget as u64)
             ));
         }
-        if self.redis.is_none() {
+        if !self.uses_redis() {
             for (option, size) in [
                 ("--max-key-size", self.max_key_size),
                 ("--max-value-size", self.max_value_size),
@@ -833,6 +853,32 @@ mod tests {
         let alone = ["wasi-cache", "run", "--redis-timeout", "1s", "x.wasm"];
         let line = one_line(&Cli::try_parse_from(alone).unwrap_err().render().to_string());
         assert!(line.contains("--redis <URL>"), "{line}");
+    }
+
+    #[test]
+    fn redis_cluster_options() {
+        let args = run_args(&[
+            "--redis-cluster",
+            "redis://a:7000,redis://b:7001",
+            "--redis-cluster",
+            "redis://c:7002",
+            "--redis-ca-cert",
+            "ca.pem",
+        ]);
+        assert_eq!(
+            args.common.redis_cluster,
+            ["redis://a:7000", "redis://b:7001", "redis://c:7002"]
+        );
+        assert!(args.common.uses_redis());
+        assert_eq!(args.common.validate(), Ok(()));
+        for clash in [
+            ["--redis", "redis://h", "--redis-cluster", "redis://a:7000"],
+            ["--redis-cluster", "redis://a:7000", "--capacity", "1MiB"],
+        ] {
+            let argv = [&["wasi-cache", "run"][..], &clash, &["x.wasm"]].concat();
+            let line = one_line(&Cli::try_parse_from(argv).unwrap_err().render().to_string());
+            assert!(line.contains("cannot be used with"), "{line}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use wasi_cache_engine::{Backend, Config as CacheConfig, Limits, MemoryCache};
 use wasi_cache_host::{WasiCacheCtx, WasiCacheCtxView, WasiCacheState, WasiCacheView};
-use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTarget, RedisTls};
 use wasmtime::component::{InstancePre, Linker};
 use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result, Store, bail};
@@ -89,7 +89,7 @@ pub fn one_line(text: &str) -> String {
 /// was given.
 pub fn report_stats(args: &CommonArgs, backend: &dyn Backend) {
     if args.stats {
-        let line = stats::render(&backend.stats(), args.redis.is_some());
+        let line = stats::render(&backend.stats(), args.uses_redis());
         match compiled::report() {
             Some(compile) => eprintln!("{line} {compile}"),
             None => eprintln!("{line}"),
@@ -98,11 +98,24 @@ pub fn report_stats(args: &CommonArgs, backend: &dyn Backend) {
 }
 
 /// The cache every instance's keys live in, configured from the options: Redis with `--redis`
-/// (connected and answering within `--redis-timeout`), else the embedded engine.
+/// or `--redis-cluster` (connected and answering within `--redis-timeout`), else the embedded
+/// engine.
 pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<Arc<dyn Backend>> {
-    if let Some(url) = &args.redis {
+    let target = match &args.redis {
+        Some(url) => Some((RedisTarget::Server(url.clone()), vec![url.as_str()])),
+        None if !args.redis_cluster.is_empty() => Some((
+            RedisTarget::Cluster(args.redis_cluster.clone()),
+            args.redis_cluster.iter().map(String::as_str).collect(),
+        )),
+        None => None,
+    };
+    if let Some((target, urls)) = target {
+        let what = match target {
+            RedisTarget::Cluster(_) => "the Redis Cluster",
+            RedisTarget::Server(_) => "Redis",
+        };
         let config = RedisConfig {
-            url: url.clone(),
+            target,
             tls: redis_tls(args)?,
             op_timeout: args.redis_timeout,
             vacancy_timeout: args.vacancy_timeout,
@@ -113,13 +126,16 @@ pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<A
             Ok(redis) => Ok(Arc::new(redis)),
             // The CLI gives up at startup (so the library's "keeps reconnecting" hint does not
             // apply), and never prints a password.
-            Err(err) => bail!(
-                "cannot connect to Redis at {}: {}",
-                redact(url),
-                err.to_string()
-                    .replace(" the backend keeps reconnecting", "")
-                    .replace(url.as_str(), &redact(url))
-            ),
+            Err(err) => {
+                let mut message = err
+                    .to_string()
+                    .replace(" the backend keeps reconnecting", "");
+                for url in &urls {
+                    message = message.replace(url, &redact(url));
+                }
+                let shown: Vec<String> = urls.iter().map(|url| redact(url)).collect();
+                bail!("cannot connect to {what} at {}: {message}", shown.join(","))
+            }
         };
     }
     let config = CacheConfig {

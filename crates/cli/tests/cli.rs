@@ -11,11 +11,6 @@ use std::sync::OnceLock;
 
 use wasi_cache_guest_build as guest_build;
 
-fn memo_wasm() -> &'static Path {
-    static WASM: OnceLock<PathBuf> = OnceLock::new();
-    WASM.get_or_init(|| guest_build::build(guest_build::MEMO, tmp()))
-}
-
 fn e2e_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| guest_build::build(guest_build::GUEST_E2E, tmp()))
@@ -42,23 +37,7 @@ fn assert_setup_error(run: &Run, needle: &str) {
 #[test]
 fn memo_example_computes_once_per_key() {
     let run = wasi_cache([Path::new("run"), Path::new("--stats"), memo_wasm()]);
-    assert_eq!(run.code, Some(0), "{run:#?}");
-    assert_eq!(
-        run.stdout.matches("32 callers, 1 computation (").count(),
-        3,
-        "{run:#?}"
-    );
-    assert_eq!(run.stdout.matches("), 31 waited").count(), 3, "{run:#?}");
-    assert!(
-        run.stdout.contains("get nth-prime:10000: hit (104729)"),
-        "{run:#?}"
-    );
-    assert!(run.stdout.contains("get nth-prime:1: miss"), "{run:#?}");
-    assert!(
-        run.stdout
-            .contains("total: 96 get-or-set calls, 3 computations, 93 served by the rendezvous"),
-        "{run:#?}"
-    );
+    assert_memo_ran(&run);
     let stats = run.stderr.trim_end();
     assert!(stats.starts_with("wasi-cache stats: hits=3 "), "{run:#?}");
     for field in [

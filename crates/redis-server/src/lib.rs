@@ -3,13 +3,16 @@
 //! without persistence, stopped on drop. Never the system's server on 6379.
 //!
 //! [`RedisServer::start_tls`] adds a TLS port with a server certificate signed by a CA made in
-//! the test process ([`TestCa`]), and a client certificate for mutual TLS.
+//! the test process ([`TestCa`]), and a client certificate for mutual TLS. [`RedisCluster`]
+//! starts a Redis Cluster of such servers.
 
 #![deny(missing_docs)]
 
 mod certs;
+mod cluster;
 
 pub use certs::{PemPair, TestCa};
+pub use cluster::RedisCluster;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     tls: Option<Tls>,
+    /// More `redis-server` arguments (a cluster node's).
+    extra: Vec<String>,
 }
 
 /// Whether the TLS port asks clients for a certificate (`--tls-auth-clients`).
@@ -47,12 +52,19 @@ impl RedisServer {
     ///
     /// Panics with an install hint if `redis-server` is missing: these tests never skip.
     pub fn start() -> Self {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a server on a free port with more arguments, and waits until it answers PING; it
+    /// is also stopped when the test process exits without dropping it.
+    pub(crate) fn start_with(extra: Vec<String>) -> Self {
         let port = free_port();
         let mut server = Self {
             child: None,
             port,
             dir: temp_dir(port),
             tls: None,
+            extra,
         };
         server.spawn();
         server
@@ -86,6 +98,7 @@ impl RedisServer {
             port,
             dir,
             tls: Some(tls),
+            extra: Vec::new(),
         };
         server.spawn();
         server
@@ -139,26 +152,9 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 
-    /// The server's `total_reads_processed` (`INFO stats`, Redis 6.2 or later), read with
-    /// `redis-cli`: how many reads it made, which shows how well requests were batched on their
-    /// way in (one read per request is no batching at all).
+    /// The server's `total_reads_processed` (see [`reads_processed`]).
     pub fn reads_processed(&self) -> u64 {
-        let out = Command::new("redis-cli")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "INFO",
-                "stats",
-            ])
-            .output()
-            .expect("running redis-cli");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("total_reads_processed:"))
-            .and_then(|n| n.trim().parse().ok())
-            .expect("total_reads_processed in INFO stats (Redis 6.2 or later)")
+        reads_processed(self.port)
     }
 
     /// Kills the server (as a crash would) and waits for it to exit.
@@ -185,7 +181,8 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
-            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")]);
+            .args(["--dir", self.dir.to_str().expect("utf-8 temp dir")])
+            .args(&self.extra);
         if let Some(tls) = &self.tls {
             let auth = match tls.auth {
                 ClientAuth::Optional => "optional",
@@ -211,8 +208,27 @@ impl RedisServer {
                      install it with `apt-get install redis-server`"
                 )
             });
+        if !self.extra.is_empty() {
+            self.watch(child.id());
+        }
         self.child = Some(child);
         self.wait_for_ping();
+    }
+
+    /// Stops the server `pid` once the test process is gone: a server shared by a whole test
+    /// binary lives in a `static`, which is never dropped.
+    fn watch(&self, pid: u32) {
+        let script = r#"while kill -0 "$0" 2>/dev/null; do kill -0 "$1" 2>/dev/null || exit 0; sleep 1; done; kill -9 "$1"; rm -rf "$2""#;
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(std::process::id().to_string())
+            .arg(pid.to_string())
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
     }
 
     fn wait_for_ping(&mut self) {
@@ -264,6 +280,21 @@ fn temp_dir(port: u16) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("creating the server's temp dir");
     dir
+}
+
+/// The `total_reads_processed` (`INFO stats`, Redis 6.2 or later) of the server on loopback
+/// `port`, read with `redis-cli`: how many reads it made, which shows how well requests were
+/// batched on their way in (one read per request is no batching at all).
+pub fn reads_processed(port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "INFO", "stats"])
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_reads_processed in INFO stats (Redis 6.2 or later)")
 }
 
 /// A loopback port nobody listens on now (the OS picks it; never 6379).

@@ -2,7 +2,9 @@
 //! `redis-benchmark -t get,set -c 50 -d 64` against the same private `redis-server` in the same
 //! run; prints one `RATIO case=<case> peer=redis-benchmark value=<ours/theirs>` line per case.
 //! The same backend through the server's TLS port runs in the same run too, with
-//! `RATIO case=tls-<op> peer=plain value=<tls/plain>` lines.
+//! `RATIO case=tls-<op> peer=plain value=<tls/plain>` lines, and on a private Redis Cluster of 3
+//! masters (on the same machine), with `RATIO case=cluster3-<op> peer=one-server
+//! value=<cluster/one server>` lines.
 //!
 //! Run with `cargo bench -p wasi-cache-redis --bench redis` (needs `redis-server` and
 //! `redis-benchmark` on the PATH: `apt-get install redis-server`).
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
-use wasi_cache_redis_server::{ClientAuth, RedisServer};
+use wasi_cache_redis_server::{ClientAuth, RedisCluster, RedisServer};
 
 /// Concurrent callers, as `redis-benchmark -c 50`.
 const CLIENTS: usize = 50;
@@ -113,12 +115,13 @@ struct Measured {
 }
 
 /// Sets then gets through a backend made with `config`, after a warm-up pass of sets (which
-/// also preloads every key for the gets); `server` is the server the config points at.
-async fn measure(config: RedisConfig, server: &RedisServer) -> Measured {
+/// also preloads every key for the gets); `reads` gives the server's (or the masters', summed)
+/// `total_reads_processed`.
+async fn measure(config: RedisConfig, reads: impl Fn() -> u64) -> Measured {
     let backend = Arc::new(RedisBackend::connect(config).await.unwrap());
     run(&backend, true).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let before = (backend.stats().round_trips, server.reads_processed());
+    let before = (backend.stats().round_trips, reads());
     let set = run(&backend, true).await;
     let get = run(&backend, false).await;
     let ops = (2 * REQUESTS) as f64;
@@ -126,7 +129,7 @@ async fn measure(config: RedisConfig, server: &RedisServer) -> Measured {
         set,
         get,
         trips: (backend.stats().round_trips - before.0) as f64 / ops,
-        reads: ((server.reads_processed() - before.1) as f64) / ops,
+        reads: ((reads() - before.1) as f64) / ops,
     }
 }
 
@@ -138,12 +141,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), &server));
+    let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), || {
+        server.reads_processed()
+    }));
     let tls = RedisConfig {
         tls: RedisTls::from_files(Some(server.ca_cert()), None).unwrap(),
         ..RedisConfig::with_url(server.tls_url())
     };
-    let tls = runtime.block_on(measure(tls, &server));
+    let tls = runtime.block_on(measure(tls, || server.reads_processed()));
+    // Three masters on this machine: the same work spread over three servers, each key's
+    // commands sent to the node serving its slot.
+    let cluster = RedisCluster::start(3, 0);
+    let sharded = runtime.block_on(measure(RedisConfig::with_cluster(cluster.seeds()), || {
+        cluster.reads_processed()
+    }));
+    drop(cluster);
     let (ours_set, ours_get) = (plain.set, plain.get);
     let (command, theirs_get, theirs_set) = redis_benchmark(server.port(), 1, None);
     // The same with 16 requests pipelined per connection: closer to what one multiplexed
@@ -188,6 +200,18 @@ fn main() {
     println!(
         "RATIO case=tls-set peer=plain value={:.3}",
         tls.set / ours_set
+    );
+    println!(
+        "ours on a 3-master cluster: set {:.0} ops/s, get {:.0} ops/s ({CLIENTS} tasks, one multiplexed connection per master, {:.2} round trips/op, {:.3} server reads/op, all masters)",
+        sharded.set, sharded.get, sharded.trips, sharded.reads
+    );
+    println!(
+        "RATIO case=cluster3-get peer=one-server value={:.3}",
+        sharded.get / ours_get
+    );
+    println!(
+        "RATIO case=cluster3-set peer=one-server value={:.3}",
+        sharded.set / ours_set
     );
     println!("peer: {tls_command}");
     println!(

@@ -5,15 +5,17 @@
 //! with `NOPERM` after the value was stored. [`check_channel_rights`] PUBLISHes on the backend's
 //! probe channel and SUBSCRIBEs to it (on a short-lived pub/sub connection, unsubscribed before
 //! it returns), and turns a refusal into one error naming what to grant. A server without ACL
-//! (Redis 6's default user) allows both.
+//! (Redis 6's default user) allows both. On a cluster the probe uses sharded pub/sub (SPUBLISH,
+//! SSUBSCRIBE, SUNSUBSCRIBE) on the node serving the probe channel's slot; ACL users are per
+//! node in a cluster, so the other nodes are trusted to be configured alike.
 //!
-//! [`ACL_RULES`] is everything the backend needs, checked against a real server by the tests.
+//! [`ACL_RULES`] and [`CLUSTER_ACL_RULES`] are everything the backend needs, checked against
+//! real servers by the tests.
 
-use redis::aio::PubSub;
 use wasi_cache_engine::{Error, Result};
 
 use crate::backend::Inner;
-use crate::errors::{map_redis_error, timeout_error};
+use crate::errors::{cluster_error, map_redis_error, timeout_error};
 use crate::keys::{Keys, PREFIX};
 
 /// The ACL rules that let a Redis user do everything the backend does (append them to `ACL
@@ -22,40 +24,54 @@ use crate::keys::{Keys, PREFIX};
 pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load \
                              +publish +subscribe +unsubscribe +select";
 
-/// Checks that the user may PUBLISH and SUBSCRIBE the backend's channels (each step within the
+/// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there, and
+/// redis-rs asks the nodes for the slot map (`CLUSTER SLOTS`).
+pub const CLUSTER_ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha \
+                                     +script|load +spublish +ssubscribe +sunsubscribe \
+                                     +cluster|slots";
+
+/// Checks that the user may publish and subscribe the backend's channels (each step within the
 /// op timeout).
 pub(crate) async fn check_channel_rights(inner: &Inner) -> Result<()> {
     let probe = Keys::probe_channel(inner.db);
     let limit = inner.config.op_timeout;
-    let mut conn = inner.conn();
-    let mut publish = redis::cmd("PUBLISH");
-    publish.arg(&probe).arg("probe");
-    let published = tokio::time::timeout(limit, publish.query_async::<i64>(&mut conn)).await;
-    refusal("PUBLISH", published, limit)?;
-    let subscribe = async {
-        let mut pubsub: PubSub = inner.client().get_async_pubsub().await?;
-        pubsub.subscribe(&probe).await?;
-        pubsub.unsubscribe(&probe).await
+    let sharded = inner.on_cluster();
+    let (publish, subscribe) = if sharded {
+        ("SPUBLISH", "SSUBSCRIBE")
+    } else {
+        ("PUBLISH", "SUBSCRIBE")
     };
-    let subscribed = tokio::time::timeout(limit, subscribe).await;
-    refusal("SUBSCRIBE", subscribed, limit)
+    let mut conn = inner.conn();
+    let mut command = redis::cmd(publish);
+    command.arg(&probe).arg("probe");
+    let published = tokio::time::timeout(limit, command.query_async::<i64>(&mut conn)).await;
+    refusal(publish, sharded, published, limit)?;
+    let subscribed = tokio::time::timeout(limit, inner.pubsub.probe(&probe)).await;
+    refusal(subscribe, sharded, subscribed, limit)
 }
 
 /// The outcome of a probe `command` as the backend's error: a `NOPERM` becomes
 /// `Error::InvalidConfig` naming the rights to grant.
 fn refusal<T>(
     command: &str,
+    sharded: bool,
     outcome: std::result::Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
     limit: std::time::Duration,
 ) -> Result<()> {
+    let rights = if sharded {
+        "+spublish +ssubscribe +sunsubscribe"
+    } else {
+        "+publish +subscribe +unsubscribe"
+    };
     match outcome {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) if e.code() == Some("NOPERM") => Err(Error::InvalidConfig(format!(
             "the Redis user may not {command} the cache's channels ({}); grant it the channels \
-             `&{PREFIX}*` and the commands `+publish +subscribe +unsubscribe`, e.g. \
-             `ACL SETUSER <user> &{PREFIX}* +publish +subscribe +unsubscribe`",
+             `&{PREFIX}*` and the commands `{rights}`, e.g. \
+             `ACL SETUSER <user> &{PREFIX}* {rights}`",
             e.detail().unwrap_or("NOPERM").trim()
         ))),
+        Ok(Err(e)) if sharded => Err(cluster_error(&e)),
         Ok(Err(e)) => Err(map_redis_error(&e)),
         Err(_) => Err(timeout_error(limit)),
     }
@@ -66,5 +82,6 @@ mod tests {
     #[test]
     fn the_crate_docs_show_the_rules() {
         assert!(include_str!("lib.rs").contains(super::ACL_RULES));
+        assert!(include_str!("lib.rs").contains(super::CLUSTER_ACL_RULES));
     }
 }

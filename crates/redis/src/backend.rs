@@ -11,14 +11,17 @@ use wasi_cache_engine::{
     Backend, BoxFuture, Error, GetOrSet, Limits, Namespace, Result, Stats, VacancySlot,
 };
 
-use crate::config::RedisConfig;
-use crate::connection::{Commands, client};
+use crate::cluster::{cluster_client, lazy_connection};
+use crate::config::{RedisConfig, RedisTarget};
+use crate::connection::{Commands, Conn, Link, client};
 use crate::counters::Counters;
-use crate::errors::{is_connection_error, map_redis_error, timeout_error};
+use crate::errors::{
+    cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error,
+};
 use crate::keys::Keys;
-use crate::pubsub::PubSub;
+use crate::pubsub::{PubSub, Source};
 use crate::rendezvous::Flights;
-use crate::scripts::{ABANDON, CLAIM, STORE};
+use crate::scripts::Scripts;
 
 /// Values up to this size are published inline to waiters; larger ones are announced only, and
 /// waiters read them back (a TTL-0 fill is always published inline: it is never stored).
@@ -28,11 +31,12 @@ const INLINE_PUBLISH_MAX: usize = 256 << 10;
 /// expiry whose deadline overflows its clock, so longer TTLs and vacancy timeouts are clamped.
 const MAX_PX: u128 = 1 << 42;
 
-/// A cache backend on a Redis server (6 or later), shareable across hosts.
+/// A cache backend on a Redis server (6 or later) or a Redis Cluster (7 or later), shareable
+/// across hosts.
 ///
 /// Cheap to clone; every clone shares one multiplexed command connection and one pub/sub
-/// connection (both health-checked and reconnected by themselves) and the local rendezvous
-/// state. Must be created inside a Tokio runtime.
+/// connection (both reconnected by themselves; on a cluster, one of each per node) and the
+/// local rendezvous state. Must be created inside a Tokio runtime.
 #[derive(Clone)]
 pub struct RedisBackend {
     inner: Arc<Inner>,
@@ -40,9 +44,11 @@ pub struct RedisBackend {
 
 /// The state behind a [`RedisBackend`].
 pub(crate) struct Inner {
-    commands: Arc<Commands>,
+    commands: Link,
+    /// The scripts, announcing as the target's pub/sub does.
+    scripts: Scripts,
     pub(crate) pubsub: PubSub,
-    /// The database the URL selects: part of every channel name.
+    /// The database the URL selects (0 on a cluster): part of every channel name.
     pub(crate) db: i64,
     pub(crate) flights: Flights,
     pub(crate) counters: Arc<Counters>,
@@ -86,6 +92,7 @@ impl RedisBackend {
     /// Fails with `Error::InvalidConfig` for a malformed URL or an ACL user without the channel
     /// rights (the message names what to grant), and `Error::Unavailable` or `Error::Timeout`
     /// when the server cannot be reached.
+    /// On a cluster, PING goes to every master, and the channel check uses sharded pub/sub.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let backend = Self::connect_lazy(config)?;
         backend.ping().await?;
@@ -97,14 +104,34 @@ impl RedisBackend {
     /// Builds the backend without contacting the server; the first operations connect (and
     /// fail with `Error::Unavailable` while the server is unreachable).
     pub fn connect_lazy(config: RedisConfig) -> Result<Self> {
-        let client = client(&config.url, config.op_timeout, &config.tls)?;
-        let db = client.get_connection_info().redis_settings().db();
         let counters = Arc::new(Counters::default());
-        let commands = Commands::start(client.clone(), config.op_timeout, counters.clone())?;
-        let pubsub = PubSub::start(client, config.op_timeout, counters.clone());
+        let (op_timeout, tls) = (config.op_timeout, &config.tls);
+        let (commands, source, db, publish) = match &config.target {
+            RedisTarget::Server(url) => {
+                let client = client(url, op_timeout, tls)?;
+                let db = client.get_connection_info().redis_settings().db();
+                let commands = Commands::start(client.clone(), op_timeout, counters.clone())?;
+                (
+                    Link::Server(commands),
+                    Source::Server(Box::new(client)),
+                    db,
+                    "PUBLISH",
+                )
+            }
+            RedisTarget::Cluster(seeds) => {
+                let commands = cluster_client(seeds, op_timeout, tls, None)?;
+                let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+                let subscriber = cluster_client(seeds, op_timeout, tls, Some(pushes))?;
+                let source = Source::Cluster(lazy_connection(&subscriber, op_timeout), received);
+                let link = Link::Cluster(lazy_connection(&commands, op_timeout));
+                (link, source, 0, "SPUBLISH")
+            }
+        };
+        let pubsub = PubSub::start(source, op_timeout, counters.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 commands,
+                scripts: Scripts::new(publish),
                 pubsub,
                 db,
                 flights: Flights::default(),
@@ -123,14 +150,14 @@ impl RedisBackend {
 }
 
 impl Inner {
-    /// The client the backend's connections are made with.
-    pub(crate) fn client(&self) -> &redis::Client {
-        self.commands.client()
+    /// A handle on the command connection.
+    pub(crate) fn conn(&self) -> Conn {
+        self.commands.get()
     }
 
-    /// A handle on the command connection (pipelining concurrent commands).
-    pub(crate) fn conn(&self) -> crate::autopipeline::AutoPipeline {
-        self.commands.get()
+    /// Whether the backend is on a Redis Cluster.
+    pub(crate) fn on_cluster(&self) -> bool {
+        matches!(self.commands, Link::Cluster(_))
     }
 
     /// The names of `key` in `ns` (on this backend's database).
@@ -159,11 +186,19 @@ impl Inner {
                 if is_connection_error(&e) {
                     self.connection_failed();
                 }
-                Err(map_redis_error(&e))
+                Err(if self.on_cluster() {
+                    cluster_error(&e)
+                } else {
+                    map_redis_error(&e)
+                })
             }
             Err(_) => {
                 self.connection_failed();
-                Err(timeout_error(limit))
+                Err(if self.on_cluster() {
+                    cluster_timeout(limit)
+                } else {
+                    timeout_error(limit)
+                })
             }
         };
         if result.is_ok()
@@ -181,14 +216,10 @@ impl Inner {
     pub(crate) async fn claim(&self, keys: &Keys, token: &str) -> Result<Claim> {
         let mut conn = self.conn();
         let px = self.config.vacancy_timeout.as_millis().clamp(1, MAX_PX) as i64;
-        let reply: redis::Value = self
-            .op(CLAIM
-                .key(&keys.value)
-                .key(&keys.lock)
-                .arg(token)
-                .arg(px)
-                .invoke_async(&mut conn))
-            .await?;
+        let script = &self.scripts.claim;
+        let mut call = script.call(&[&keys.value, &keys.lock]);
+        call.arg(token).arg(px);
+        let reply: redis::Value = self.op(script.run(&mut conn, &keys.value, &call)).await?;
         use redis::Value as V;
         match reply {
             V::Array(items) => match items.as_slice() {
@@ -235,17 +266,10 @@ impl Inner {
             "0"
         };
         let mut conn = self.conn();
-        let _owned: i64 = self
-            .op(STORE
-                .key(&keys.value)
-                .key(&keys.lock)
-                .key(&keys.channel)
-                .arg(token)
-                .arg(&value[..])
-                .arg(ttl_arg)
-                .arg(inline)
-                .invoke_async(&mut conn))
-            .await?;
+        let script = &self.scripts.store;
+        let mut call = script.call(&[&keys.value, &keys.lock, &keys.channel]);
+        call.arg(token).arg(&value[..]).arg(ttl_arg).arg(inline);
+        let _owned: i64 = self.op(script.run(&mut conn, &keys.value, &call)).await?;
         if !zero {
             Counters::bump(&self.counters.inserts);
         }
@@ -256,13 +280,10 @@ impl Inner {
     /// Releases an abandoned vacancy's lock if still ours and wakes the waiters.
     async fn abandon(&self, keys: &Keys, token: &str) {
         let mut conn = self.conn();
-        let result: Result<i64> = self
-            .op(ABANDON
-                .key(&keys.lock)
-                .key(&keys.channel)
-                .arg(token)
-                .invoke_async(&mut conn))
-            .await;
+        let script = &self.scripts.abandon;
+        let mut call = script.call(&[&keys.lock, &keys.channel]);
+        call.arg(token);
+        let result: Result<i64> = self.op(script.run(&mut conn, &keys.lock, &call)).await;
         match result {
             Ok(told) if told > 1 => Counters::bump(&self.counters.handoffs),
             Ok(_) => {}
@@ -347,12 +368,10 @@ impl Backend for RedisBackend {
         let _ = tokio::time::timeout(limit, drained).await;
     }
 
-    /// Checks the server answers within the op timeout (one round trip).
+    /// Checks the server, or every master of the cluster, answers within the op timeout.
     async fn ping(&self) -> Result<()> {
         let mut conn = self.inner.conn();
-        self.inner
-            .op(redis::cmd("PING").query_async::<()>(&mut conn))
-            .await
+        self.inner.op(conn.ping()).await
     }
 
     fn stats(&self) -> Stats {

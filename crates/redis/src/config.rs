@@ -6,20 +6,33 @@ use wasi_cache_engine::Limits;
 
 use crate::tls::RedisTls;
 
+/// Where the backend's Redis lives: one server, or a Redis Cluster.
+///
+/// Only the connections differ between the two: keys, scripts and the rendezvous are the same
+/// (every key of one cache key shares a hash tag, so a cluster keeps them in one slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server by URL, e.g. `redis://127.0.0.1:6379/0`; `rediss://` connects with TLS.
+    Server(String),
+    /// A Redis Cluster (Redis or Valkey 7 or later) by seed node URLs (`redis://` or `rediss://`,
+    /// all alike, database 0); the other nodes are found from them.
+    Cluster(Vec<String>),
+}
+
 /// How to reach Redis and how long to wait for it.
 ///
 /// Namespaces are not configured here: one backend serves every namespace, each mapped to keys
 /// of its own (see the crate docs).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// The server's URL, e.g. `redis://127.0.0.1:6379/0` (default `redis://127.0.0.1:6379`);
-    /// `rediss://` connects with TLS.
-    pub url: String,
-    /// Certificates for a `rediss://` URL (default: the system's roots, no client
-    /// certificate); anything else with a `redis://` URL is refused.
+    /// The server or cluster (default the server `redis://127.0.0.1:6379`).
+    pub target: RedisTarget,
+    /// Certificates for `rediss://` URLs (default: the system's roots, no client certificate);
+    /// anything else with `redis://` URLs is refused.
     pub tls: RedisTls,
-    /// Longest wait for any single Redis operation before it fails with `Error::Timeout`
-    /// (default 2 s); also bounds connecting and reconnecting.
+    /// Longest wait for any single Redis operation before it fails with `Error::Timeout` (on a
+    /// cluster, `Error::Unavailable` naming the shard's problem) (default 2 s); also bounds
+    /// connecting and reconnecting.
     pub op_timeout: Duration,
     /// How long a vacancy may stay unfilled before its lock expires and a waiter takes it over
     /// (default 30 s, as in the memory engine).
@@ -36,10 +49,18 @@ impl RedisConfig {
     /// Default URL: a local server on the standard port.
     pub const DEFAULT_URL: &'static str = "redis://127.0.0.1:6379";
 
-    /// The defaults with another URL.
+    /// The defaults with another server URL.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
+            target: RedisTarget::Server(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The defaults on a Redis Cluster reached through these seed node URLs.
+    pub fn with_cluster<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            target: RedisTarget::Cluster(seeds.into_iter().map(Into::into).collect()),
             ..Self::default()
         }
     }
@@ -48,7 +69,7 @@ impl RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         Self {
-            url: Self::DEFAULT_URL.to_owned(),
+            target: RedisTarget::Server(Self::DEFAULT_URL.to_owned()),
             tls: RedisTls::default(),
             op_timeout: Self::DEFAULT_OP_TIMEOUT,
             vacancy_timeout: Self::DEFAULT_VACANCY_TIMEOUT,

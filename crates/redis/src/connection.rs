@@ -12,9 +12,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+use redis::{IntoConnectionInfo, RedisFuture, RedisResult};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
@@ -24,12 +26,8 @@ use crate::counters::Counters;
 use crate::errors::is_connection_error;
 use crate::tls::{RedisTls, build_client};
 
-/// A redis-rs client for `url`, with keepalive and user timeout derived from `op_timeout`, and
-/// TLS with `tls` for a `rediss://` URL (both connections are made with it).
-pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
-    let invalid =
-        |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
-    let info = url.into_connection_info().map_err(invalid)?;
+/// The TCP settings of every connection: keepalive and user timeout derived from `op_timeout`.
+pub(crate) fn tcp_settings(op_timeout: Duration) -> TcpSettings {
     // Keepalive counts whole seconds (at least one); the kernel refuses very long periods.
     let probe_every =
         Duration::from_secs(op_timeout.as_secs_f64().ceil().clamp(1.0, 3600.0) as u64);
@@ -44,7 +42,108 @@ pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<
             .saturating_mul(2)
             .clamp(Duration::from_secs(1), Duration::from_secs(7200)),
     );
-    build_client(info.set_tcp_settings(tcp), tls)
+    tcp
+}
+
+/// A redis-rs client for `url`, with [`tcp_settings`], and TLS with `tls` for a `rediss://` URL
+/// (both connections are made with it).
+pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
+    let invalid =
+        |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
+    let info = url.into_connection_info().map_err(invalid)?;
+    build_client(info.set_tcp_settings(tcp_settings(op_timeout)), tls)
+}
+
+/// A handle on the command connection, whichever the target: every operation, script and
+/// health check is written once against it.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server's connection, pipelining concurrent commands.
+    Server(AutoPipeline),
+    /// A cluster's connection, routing each command to the node serving its key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Loads the script `code` where `key` lives: the server, or the node serving its slot
+    /// (redis-rs's own fallback loads it on every node, which fails while any node is down).
+    pub(crate) async fn load_script(&mut self, code: &str, key: &[u8]) -> RedisResult<()> {
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(code);
+        let _sha: redis::Value = match self {
+            Self::Server(conn) => load.query_async(conn).await?,
+            Self::Cluster(conn) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                conn.route_command(load, routing).await?
+            }
+        };
+        Ok(())
+    }
+
+    /// PINGs the server, or every master of the cluster (each must answer).
+    pub(crate) async fn ping(&mut self) -> RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self {
+            Self::Server(conn) => ping.query_async(conn).await,
+            Self::Cluster(conn) => crate::cluster::ping_masters(conn).await,
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Server(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// The command connection of either target, health-checked.
+pub(crate) enum Link {
+    /// One server's, replaced when it stops answering.
+    Server(Arc<Commands>),
+    /// A cluster's: redis-rs repairs each node's connection and follows the topology itself
+    /// (a health task would add nothing: a node's slots fail over by the cluster's own timeout).
+    Cluster(ClusterConnection),
+}
+
+impl Link {
+    /// A handle on the current connection.
+    pub(crate) fn get(&self) -> Conn {
+        match self {
+            Self::Server(commands) => Conn::Server(commands.get()),
+            Self::Cluster(conn) => Conn::Cluster(conn.clone()),
+        }
+    }
+
+    /// Reports that an operation failed for want of a working connection: check it now.
+    pub(crate) fn suspect(&self) {
+        match self {
+            Self::Server(commands) => commands.suspect(),
+            Self::Cluster(_) => {}
+        }
+    }
 }
 
 /// The command connection: a redis-rs [`ConnectionManager`] (multiplexed, reconnecting by itself
@@ -86,11 +185,6 @@ impl Commands {
             queue,
             check,
         }))
-    }
-
-    /// The client both connections are made with.
-    pub(crate) fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// A handle on the current connection that pipelines concurrent commands.

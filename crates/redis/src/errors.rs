@@ -30,3 +30,37 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
 pub(crate) fn timeout_error(limit: Duration) -> Error {
     Error::Timeout(limit)
 }
+
+/// The engine error for a failed command on a Redis Cluster: as [`map_redis_error`], and a shard
+/// that is down or moving (no connection to its node, `CLUSTERDOWN`, `TRYAGAIN`, `MASTERDOWN`,
+/// or `NOSCRIPT` still after loading the script: the load and the call reached different nodes
+/// while it failed over) is `Unavailable` too, saying that only that shard's keys are affected.
+pub(crate) fn cluster_error(e: &redis::RedisError) -> Error {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    let shard_down = matches!(
+        e.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(S::ClusterDown | S::TryAgain | S::MasterDown | S::NoScript)
+    );
+    match map_redis_error(e) {
+        Error::Unavailable(_) if crate::tls::handshake_failure(e).is_none() => shard_down_error(e),
+        _ if shard_down => shard_down_error(e),
+        other => other,
+    }
+}
+
+/// A Redis Cluster shard that cannot be reached, as the engine error.
+fn shard_down_error(e: &redis::RedisError) -> Error {
+    Error::Unavailable(format!(
+        "the Redis Cluster node serving this key's slot is unreachable ({e}); only keys of its \
+         shard are affected, and the backend picks up a promoted replica by itself"
+    ))
+}
+
+/// The engine error for an operation on a Redis Cluster that outlived the configured timeout.
+pub(crate) fn cluster_timeout(limit: Duration) -> Error {
+    Error::Unavailable(format!(
+        "no answer within {limit:?} from the Redis Cluster node serving this key's slot (its \
+         shard is down or failing over; only keys of that shard are affected)"
+    ))
+}

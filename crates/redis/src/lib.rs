@@ -1,21 +1,22 @@
 //! # wasi-cache-redis
 //!
 //! The Redis backend of wasi-cache: [`RedisBackend`] implements the engine's
-//! [`Backend`](wasi_cache_engine::Backend) contract on a Redis server (6 or later) with
-//! redis-rs, so several hosts can share one cache, and rendezvous on one key across hosts.
+//! [`Backend`](wasi_cache_engine::Backend) contract on a Redis server (6 or later) or a Redis
+//! Cluster (7 or later; [`RedisTarget`]) with redis-rs, so several hosts can share one cache,
+//! and rendezvous on one key across hosts.
 //!
 //! ## What the backend writes
 //! Every key and channel starts with `wc:`. For a (namespace, key) pair, with `<enc>` =
 //! [`Namespace::encode_key`](wasi_cache_engine::Namespace::encode_key) (`len(ns) ‖ ns ‖ key`,
 //! binary), `<tag>` = 16 hex digits of a stable hash (FNV-1a-64) of `<enc>`, and `<db>` the
-//! database number of the URL in decimal:
+//! database number of the URL in decimal (0 on a cluster):
 //!
 //! | name | kind | holds |
 //! | --- | --- | --- |
 //! | `wc:{<tag>}v<enc>` | string key | the value |
 //! | `wc:{<tag>}l<enc>` | string key | a vacancy's lock: a random token, expiring after the vacancy timeout |
 //! | `wc:{<tag>}c<db>:<enc>` | channel | fills, sets while a lock exists, abandons (`v<value>`, `c`, `a`) |
-//! | `wc:{<tag of "">}c<db>:` | channel | one `probe` PUBLISH and a SUBSCRIBE/UNSUBSCRIBE at connect (the ACL check) |
+//! | `wc:{<tag of "">}c<db>:` | channel | one `probe` PUBLISH and a SUBSCRIBE/UNSUBSCRIBE at connect (the ACL check; SPUBLISH and SSUBSCRIBE/SUNSUBSCRIBE on a cluster) |
 //!
 //! No two (namespace, key) pairs share a name, and a value key never equals another pair's lock
 //! or channel. The hash tag `{<tag>}` is never empty and is the same for a key's value, lock and
@@ -48,7 +49,13 @@
 //!
 //! (`+select` only for a database other than 0; the scripts call `GET`, `SET`, `DEL`, `PTTL`
 //! and `PUBLISH`; redis-rs's `CLIENT SETINFO` at connect may be refused harmlessly.) Redis 6's
-//! default user, without ACL, has all of it.
+//! default user, without ACL, has all of it. On a cluster, every node needs
+//! [`CLUSTER_ACL_RULES`] (the channels are sharded, and redis-rs reads the slot map); the
+//! connect-time check runs on the node serving the probe channel:
+//!
+//! ```text
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots
+//! ```
 //!
 //! ## Rendezvous
 //! `get_or_set` runs a claim script that atomically returns the value or takes a lock
@@ -78,8 +85,34 @@
 //! A waiter whose re-check fails for want of a connection keeps trying until the lock it saw
 //! last would have expired, so it rides out a replaced connection.
 //!
+//! ## Redis Cluster
+//! With [`RedisTarget::Cluster`] the backend finds the cluster from its seed nodes and runs on
+//! redis-rs's async cluster client, which routes every command to the node serving its first
+//! key's slot, follows `MOVED`/`ASK` and refreshes its slot map. Everything the backend writes
+//! for one cache key shares one hash tag, so it lives in one slot: the scripts (EVALSHA with
+//! their keys) run on the node that owns it, and are loaded there when it answers `NOSCRIPT` (a
+//! restarted node, a promoted replica). Wake-ups use sharded pub/sub (`SPUBLISH` in the
+//! scripts, `SSUBSCRIBE` for waiters; Redis 7 or later), whose channel carries the same tag, so
+//! a fill reaches the waiters through the key's own shard. The waiters' subscriptions follow the
+//! cluster: redis-rs subscribes them again on a node's new connection and on the node serving
+//! their slot after a topology change; the dispatcher adds what it leaves open: channels whose
+//! node could not be reached are subscribed again every 100 ms while wanted, channels a node
+//! drops by itself (a slot moved, a master demoted) are subscribed again where they live now,
+//! every waiter re-checks its key when a node connection is replaced or a subscription is
+//! confirmed again (messages published in between are not seen), and a PING of every master
+//! each op timeout makes redis-rs notice a failover even when nothing else is sent.
+//!
+//! A shard that goes down fails only the operations on its slots, each within the op timeout,
+//! with an `Error::Unavailable` naming the cluster problem; the other shards keep working. When
+//! a replica is promoted, the next operations find it (redis-rs rebuilds its slot map from the
+//! nodes' answers), and a waiter that was subscribed on the lost node gets its answer from the
+//! new one (or the vacancy, if the lock did not reach the replica before the master died).
+//! [`Backend::ping`](wasi_cache_engine::Backend::ping) PINGs every master. A cluster has only
+//! database 0; a seed URL naming another is refused.
+//!
 //! ## TLS
-//! A `rediss://` URL connects both connections with TLS (rustls, TLS 1.2 or 1.3), verifying the
+//! A `rediss://` URL (on a cluster: all seed URLs, and then every node) connects both
+//! connections with TLS (rustls, TLS 1.2 or 1.3), verifying the
 //! server's certificate against the system's roots, or only against
 //! [`RedisTls::ca_cert`] when one is given; [`RedisTls::client`] adds a client certificate for
 //! servers that require mutual TLS. Certificates are checked before anything connects, and a
@@ -100,6 +133,7 @@
 mod acl;
 mod autopipeline;
 mod backend;
+mod cluster;
 mod config;
 mod connection;
 mod counters;
@@ -111,7 +145,7 @@ mod rendezvous;
 mod scripts;
 mod tls;
 
-pub use acl::ACL_RULES;
+pub use acl::{ACL_RULES, CLUSTER_ACL_RULES};
 pub use backend::RedisBackend;
-pub use config::RedisConfig;
+pub use config::{RedisConfig, RedisTarget};
 pub use tls::{ClientIdentity, RedisTls};

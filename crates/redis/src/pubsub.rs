@@ -14,6 +14,13 @@
 //! connection drops, every subscriber is told `Changed` (so each re-checks its key) and every
 //! channel still wanted is subscribed again on the next connection, in batches, and told
 //! `Changed` once more when confirmed.
+//!
+//! On a Redis Cluster the same table drives sharded pub/sub (`SSUBSCRIBE`/`SUNSUBSCRIBE`, one
+//! command per slot of a batch) on a cluster connection whose nodes come and go on their own: a
+//! batch refused for want of its node is retried after a pause while it is wanted (its current
+//! subscribers are told the error and fall back to timers), and a node that drops a subscription
+//! by itself (its slot moved, it was demoted) or whose connection is replaced makes the channels
+//! subscribed again and their waiters re-check.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -21,12 +28,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use redis::PushInfo;
+use redis::cluster_async::ClusterConnection;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
 
 use crate::counters::Counters;
-use crate::dispatcher::dispatch;
+use crate::dispatcher::{dispatch, dispatch_cluster};
 use crate::errors::timeout_error;
 
 /// Most channels in one SUBSCRIBE or UNSUBSCRIBE command.
@@ -57,6 +67,20 @@ pub(crate) enum Status {
     Unsubscribing,
     /// The server refused to subscribe it (e.g. `NOPERM`); retried when someone subscribes anew.
     Refused(Error),
+    /// The node serving it could not be reached (a cluster shard down or moving); subscribed
+    /// again after a pause while it is wanted, or when someone subscribes anew.
+    Retrying(Error),
+}
+
+/// How the server answered one (un)subscribe command.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Confirmed.
+    Done,
+    /// Refused for good (e.g. `NOPERM`).
+    Refused(Error),
+    /// Its node could not be reached: try again later.
+    Retry(Error),
 }
 
 /// One channel's local subscribers.
@@ -133,9 +157,9 @@ impl Table {
             };
             let wanted = c.refs > 0;
             let needs = match (&c.status, wanted) {
-                (Status::Idle, true) => Some(Kind::Subscribe),
+                (Status::Idle | Status::Retrying(_), true) => Some(Kind::Subscribe),
                 (Status::Subscribed, false) => Some(Kind::Unsubscribe),
-                (Status::Idle | Status::Refused(_), false) => {
+                (Status::Idle | Status::Refused(_) | Status::Retrying(_), false) => {
                     self.channels.remove(&name);
                     continue;
                 }
@@ -161,29 +185,83 @@ impl Table {
         batch
     }
 
-    /// The server answered a batch: `Ok` confirmed it, `Err` refused it.
-    pub(crate) fn settle(&mut self, kind: Kind, batch: &[Vec<u8>], outcome: Result<()>) {
+    /// The server answered a batch. A retry is not queued: [`Table::retry`] does, later.
+    pub(crate) fn settle(&mut self, kind: Kind, batch: &[Vec<u8>], outcome: &Outcome) {
         for name in batch {
             let Some(c) = self.channels.get_mut(name) else {
                 continue;
             };
-            c.status = match (&outcome, kind) {
-                (Ok(()), Kind::Subscribe) => {
+            c.status = match (outcome, kind) {
+                (Outcome::Done, Kind::Subscribe) => {
                     // Whatever was published before the subscription is unseen: re-check.
                     c.events.send_replace(Event::Changed);
                     Status::Subscribed
                 }
-                (Err(e), Kind::Subscribe) => Status::Refused(e.clone()),
+                (Outcome::Refused(e), Kind::Subscribe) => Status::Refused(e.clone()),
+                (Outcome::Retry(e), Kind::Subscribe) => Status::Retrying(e.clone()),
+                // The node is gone, and its subscriptions with it.
                 (_, Kind::Unsubscribe) => Status::Idle,
             };
-            self.queue(name);
+            if !matches!(c.status, Status::Retrying(_)) {
+                self.queue(name);
+            }
+        }
+    }
+
+    /// Queues again the channels of a batch that waited out its pause (those still retrying).
+    pub(crate) fn retry(&mut self, batch: &[Vec<u8>]) {
+        for name in batch {
+            if self
+                .channels
+                .get(name)
+                .is_some_and(|c| matches!(c.status, Status::Retrying(_)))
+            {
+                self.queue(name);
+            }
+        }
+    }
+
+    /// A cluster node's connection was replaced, or a node dropped subscriptions: the channels
+    /// (`None`: all) still wanted are subscribed again, and their subscribers re-check their key.
+    pub(crate) fn resubscribe(&mut self, only: Option<&[u8]>) {
+        let names: Vec<Vec<u8>> = match only {
+            Some(name) => vec![name.to_vec()],
+            None => self.channels.keys().cloned().collect(),
+        };
+        for name in names {
+            let Some(c) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            // An unsubscribe in flight settles by itself; anything else wanted is sent again.
+            if matches!(c.status, Status::Subscribed) {
+                c.status = Status::Idle;
+            }
+            c.events.send_replace(Event::Changed);
+            self.queue(&name);
         }
     }
 }
 
+/// What the pub/sub connection is made on.
+pub(crate) enum Source {
+    /// One server: a dedicated pub/sub connection from this client (RESP2 or RESP3).
+    Server(Box<redis::Client>),
+    /// A cluster: a cluster connection whose push messages (sharded pub/sub) arrive here.
+    Cluster(ClusterConnection, UnboundedReceiver<PushInfo>),
+}
+
+/// The connection subscriptions go through, as the probe needs it.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// One server's client.
+    Server(Box<redis::Client>),
+    /// The cluster connection.
+    Cluster(ClusterConnection),
+}
+
 /// State shared by the backend, its subscriptions and the dispatcher.
 pub(crate) struct Shared {
-    pub(crate) client: redis::Client,
+    pub(crate) target: Target,
     pub(crate) op_timeout: Duration,
     pub(crate) counters: Arc<Counters>,
     pub(crate) table: Mutex<Table>,
@@ -223,13 +301,13 @@ fn down() -> Error {
 impl PubSub {
     /// Starts the dispatcher; it connects (and reconnects) in the background, so a backend can
     /// be built while Redis is down.
-    pub(crate) fn start(
-        client: redis::Client,
-        op_timeout: Duration,
-        counters: Arc<Counters>,
-    ) -> Self {
+    pub(crate) fn start(source: Source, op_timeout: Duration, counters: Arc<Counters>) -> Self {
+        let (target, pushes) = match source {
+            Source::Server(client) => (Target::Server(client), None),
+            Source::Cluster(conn, pushes) => (Target::Cluster(conn), Some(pushes)),
+        };
         let shared = Arc::new(Shared {
-            client,
+            target,
             op_timeout,
             counters,
             table: Mutex::new(Table::default()),
@@ -237,9 +315,30 @@ impl PubSub {
             progress: watch::Sender::new(0),
             dispatcher: Mutex::new(None),
         });
-        let task = tokio::spawn(dispatch(Arc::downgrade(&shared), shared.work.clone()));
+        let (weak, work) = (Arc::downgrade(&shared), shared.work.clone());
+        let task = match pushes {
+            None => tokio::spawn(dispatch(weak, work)),
+            Some(pushes) => tokio::spawn(dispatch_cluster(weak, work, pushes)),
+        };
         *shared.dispatcher.lock() = Some(task);
         Self { shared }
+    }
+
+    /// Subscribes to `channel` and unsubscribes again, outside the channel table (the ACL
+    /// check): on a short-lived connection of its own, or with sharded pub/sub on a cluster.
+    pub(crate) async fn probe(&self, channel: &[u8]) -> redis::RedisResult<()> {
+        match &self.shared.target {
+            Target::Server(client) => {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                pubsub.unsubscribe(channel).await
+            }
+            Target::Cluster(conn) => {
+                let mut conn = conn.clone();
+                conn.ssubscribe(channel).await?;
+                conn.sunsubscribe(channel).await
+            }
+        }
     }
 
     /// Waits (at most one op timeout) until the pub/sub connection is up.
@@ -263,7 +362,7 @@ impl PubSub {
                     events: watch::Sender::new(Event::Nothing),
                 });
             c.refs += 1;
-            if matches!(c.status, Status::Refused(_)) {
+            if matches!(c.status, Status::Refused(_) | Status::Retrying(_)) {
                 c.status = Status::Idle;
             }
             let idle = matches!(c.status, Status::Idle);
@@ -285,7 +384,7 @@ impl PubSub {
             }
             match &table.channels.get(channel)?.status {
                 Status::Subscribed => Some(Ok(())),
-                Status::Refused(e) => Some(Err(e.clone())),
+                Status::Refused(e) | Status::Retrying(e) => Some(Err(e.clone())),
                 _ => None,
             }
         })

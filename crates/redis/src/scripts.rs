@@ -2,28 +2,102 @@
 //!
 //! Redis runs a script without interleaving other commands, so "read the value or take the
 //! lock" and "store, release the lock if still ours, and announce" each happen as one step, for
-//! every host sharing the server. `redis::Script` sends them as EVALSHA and falls back to EVAL
-//! when the server lost its script cache (e.g. after a restart).
+//! every host sharing the server. Each is sent as EVALSHA with its keys (so a cluster routes it
+//! to the node serving their slot); a node that lacks it (a restart, a promoted replica) answers
+//! NOSCRIPT, and the script is then loaded on that node and run again. They announce with
+//! `PUBLISH` on one server and `SPUBLISH` (sharded pub/sub) on a cluster: [`Scripts::new`].
 
-use std::sync::LazyLock;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
-use redis::Script;
+use crate::connection::Conn;
+
+/// Most times a script is loaded for one call.
+const MAX_LOADS: usize = 3;
+
+/// One script: its code (to load it where it is missing) and its hash (to call it).
+pub(crate) struct Lua {
+    code: String,
+    script: Script,
+}
+
+impl Lua {
+    fn new(code: String) -> Self {
+        Self {
+            script: Script::new(&code),
+            code,
+        }
+    }
+
+    /// An EVALSHA of the script with `keys`; its ARGV are added to the command.
+    pub(crate) fn call(&self, keys: &[&[u8]]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        cmd
+    }
+
+    /// Runs `call` (made by [`Lua::call`], with `key` its first key), loading the script on the
+    /// node serving `key` when that node lacks it. While a cluster fails over, the load and the
+    /// call may reach different nodes (the replica, then the promoted one), so a few rounds are
+    /// allowed (the caller's op timeout bounds them all).
+    pub(crate) async fn run<T: FromRedisValue>(
+        &self,
+        conn: &mut Conn,
+        key: &[u8],
+        call: &Cmd,
+    ) -> RedisResult<T> {
+        let mut loads = 0;
+        loop {
+            match call.query_async(conn).await {
+                Err(e)
+                    if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                        && loads < MAX_LOADS =>
+                {
+                    loads += 1;
+                    conn.load_script(&self.code, key).await?;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+}
+
+/// The backend's three scripts, announcing with one publish command.
+pub(crate) struct Scripts {
+    /// See [`CLAIM`].
+    pub(crate) claim: Lua,
+    /// See [`STORE`].
+    pub(crate) store: Lua,
+    /// See [`ABANDON`].
+    pub(crate) abandon: Lua,
+}
+
+impl Scripts {
+    /// The scripts announcing with `publish`: `PUBLISH` (one server) or `SPUBLISH` (a cluster,
+    /// where a channel lives on the shard of its hash tag).
+    pub(crate) fn new(publish: &str) -> Self {
+        let with = |code: &str| Lua::new(code.replace("'PUBLISH'", &format!("'{publish}'")));
+        Self {
+            claim: with(CLAIM),
+            store: with(STORE),
+            abandon: with(ABANDON),
+        }
+    }
+}
 
 /// Returns the value, or takes the lock, or reports who holds it.
 ///
 /// KEYS: value, lock. ARGV: token, lock lifetime in ms (the vacancy timeout).
 /// Returns `{1, value}` (present), `{2}` (lock taken: the caller holds the vacancy) or
 /// `{3, pttl}` (another caller holds the lock for `pttl` more milliseconds).
-pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const CLAIM: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 return {3, redis.call('PTTL', KEYS[2])}
-",
-    )
-});
+";
 
 /// Stores a value (a plain `set`, or a vacancy's fill) and wakes the key's waiters.
 ///
@@ -34,9 +108,7 @@ return {3, redis.call('PTTL', KEYS[2])}
 /// ordinary set. Waiters are told (`PUBLISH`) only while some lock exists: without a lock no
 /// caller waits on a message (a waiter whose lock expired re-claims on its own timer).
 /// Returns 1 if the caller's lock was released, 0 otherwise.
-pub(crate) static STORE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const STORE: &str = r"
 if ARGV[3] == '' then
   redis.call('SET', KEYS[1], ARGV[2])
 elseif ARGV[3] == '0' then
@@ -57,23 +129,17 @@ else
   redis.call('PUBLISH', KEYS[3], 'c')
 end
 return owned
-",
-    )
-});
+";
 
 /// Releases an abandoned vacancy's lock if it still holds the token, and wakes the waiters so
 /// that they race their claim (exactly one wins).
 ///
 /// KEYS: lock, channel. ARGV: token. Returns 0 if the lock was not ours any more, otherwise 1 +
 /// the number of subscribers that were told.
-pub(crate) static ABANDON: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const ABANDON: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return 1 + redis.call('PUBLISH', KEYS[2], 'a')
 end
 return 0
-",
-    )
-});
+";

@@ -83,7 +83,7 @@ impl RedisTls {
     }
 
     /// The certificates as redis-rs takes them.
-    fn certificates(&self) -> TlsCertificates {
+    pub(crate) fn certificates(&self) -> TlsCertificates {
         TlsCertificates {
             client_tls: self.client.as_ref().map(|c| ClientTlsConfig {
                 client_cert: c.cert.clone(),
@@ -203,10 +203,12 @@ fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
-/// The redis-rs client for `info`: TLS with `tls` for a `rediss://` URL (a redis:// URL with
-/// TLS settings is refused rather than silently connecting in the clear).
-pub(crate) fn build_client(info: redis::ConnectionInfo, tls: &RedisTls) -> Result<redis::Client> {
-    let (secure, insecure) = match info.addr() {
+/// Whether `addr` connects with TLS, after refusing what the backend does not support: a
+/// `rediss://` URL without certificate verification, or certificates for a plain `redis://`
+/// URL (refused rather than silently connecting in the clear). With TLS, the certificates are
+/// checked and the crypto provider installed.
+pub(crate) fn secure(addr: &redis::ConnectionAddr, tls: &RedisTls) -> Result<bool> {
+    let (secure, insecure) = match addr {
         redis::ConnectionAddr::TcpTls { insecure, .. } => (true, *insecure),
         _ => (false, false),
     };
@@ -224,13 +226,21 @@ pub(crate) fn build_client(info: redis::ConnectionInfo, tls: &RedisTls) -> Resul
                 .into(),
         ));
     }
-    let invalid = |e: redis::RedisError| Error::InvalidConfig(format!("Redis TLS settings: {e}"));
-    if !secure {
-        return redis::Client::open(info).map_err(invalid);
+    if secure {
+        provider();
+        tls.check().map_err(Error::InvalidConfig)?;
     }
-    provider();
-    tls.check().map_err(Error::InvalidConfig)?;
-    redis::Client::build_with_tls(info, tls.certificates()).map_err(invalid)
+    Ok(secure)
+}
+
+/// The redis-rs client for `info`: TLS with `tls` for a `rediss://` URL.
+pub(crate) fn build_client(info: redis::ConnectionInfo, tls: &RedisTls) -> Result<redis::Client> {
+    let invalid = |e: redis::RedisError| Error::InvalidConfig(format!("Redis TLS settings: {e}"));
+    if secure(info.addr(), tls)? {
+        redis::Client::build_with_tls(info, tls.certificates()).map_err(invalid)
+    } else {
+        redis::Client::open(info).map_err(invalid)
+    }
 }
 
 /// What failed, when `e` is a failed TLS handshake (or a server's refusal right after it).

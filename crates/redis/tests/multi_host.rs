@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, GetOrSet, Namespace};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTarget};
 
 use wasi_cache_redis_server::RedisServer;
 
@@ -19,7 +19,7 @@ async fn instances(server: &RedisServer, n: usize, config: RedisConfig) -> Vec<A
     let mut out = Vec::new();
     for _ in 0..n {
         let config = RedisConfig {
-            url: server.url(),
+            target: RedisTarget::Server(server.url()),
             ..config.clone()
         };
         out.push(Arc::new(

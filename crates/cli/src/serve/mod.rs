@@ -67,7 +67,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(listeners) => listeners,
         Err(err) => return setup_error(&err),
     };
-    let metrics = Arc::new(Metrics::new(backend.clone(), args.common.redis.is_some()));
+    let metrics = Arc::new(Metrics::new(backend.clone(), args.common.uses_redis()));
     let (stop, stopping) = watch::channel(false);
     if let Some(listener) = admin_listener {
         let admin = Admin {

@@ -47,6 +47,34 @@ pub fn tmp() -> &'static Path {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
 }
 
+/// The memo example's component, built once per test binary.
+pub fn memo_wasm() -> &'static Path {
+    static WASM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    WASM.get_or_init(|| wasi_cache_guest_build::build(wasi_cache_guest_build::MEMO, tmp()))
+}
+
+/// Asserts that `run` is a successful run of the memo example: 32 callers on each of three
+/// keys made one computation per key, the others waited for it, then a hit and a miss.
+pub fn assert_memo_ran(run: &Run) {
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(
+        run.stdout.matches("32 callers, 1 computation (").count(),
+        3,
+        "{run:#?}"
+    );
+    assert_eq!(run.stdout.matches("), 31 waited").count(), 3, "{run:#?}");
+    assert!(
+        run.stdout.contains("get nth-prime:10000: hit (104729)"),
+        "{run:#?}"
+    );
+    assert!(run.stdout.contains("get nth-prime:1: miss"), "{run:#?}");
+    assert!(
+        run.stdout
+            .contains("total: 96 get-or-set calls, 3 computations, 93 served by the rendezvous"),
+        "{run:#?}"
+    );
+}
+
 /// What one run of `wasi-cache` did.
 #[derive(Debug)]
 pub struct Run {

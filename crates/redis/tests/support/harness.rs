@@ -1,5 +1,5 @@
 //! The contract suite's harness: backends on a `redis-server` of the case's own, over plain TCP
-//! or over TLS.
+//! or over TLS, or on the test binary's Redis Cluster.
 
 use std::sync::Arc;
 
@@ -7,12 +7,14 @@ use wasi_cache_contract::{Harness, HarnessConfig};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasi_cache_redis_server::{ClientAuth, RedisServer};
 
-use super::tls_config;
+use super::{shared_cluster, tls_config};
 
 /// Builds backends (own connections each) on a `redis-server` of the case's own, stopped when
-/// the case ends.
+/// the case ends, or on the binary's cluster (cases use namespaces of their own, so they share
+/// it).
 pub struct RedisHarness {
-    server: RedisServer,
+    /// The case's own server, if it has one.
+    _server: Option<RedisServer>,
     config: RedisConfig,
 }
 
@@ -22,7 +24,7 @@ impl RedisHarness {
         let server = RedisServer::start();
         Self {
             config: RedisConfig::with_url(server.url()),
-            server,
+            _server: Some(server),
         }
     }
 
@@ -31,7 +33,15 @@ impl RedisHarness {
         let server = RedisServer::start_tls(ClientAuth::Optional);
         Self {
             config: tls_config(&server),
-            server,
+            _server: Some(server),
+        }
+    }
+
+    /// Backends on the test binary's 3-master cluster (started by the first case).
+    pub fn cluster() -> Self {
+        Self {
+            config: RedisConfig::with_cluster(shared_cluster().seeds()),
+            _server: None,
         }
     }
 }
@@ -44,12 +54,12 @@ impl Harness for RedisHarness {
             vacancy_timeout: config.vacancy_timeout,
             ..self.config.clone()
         };
-        Arc::new(RedisBackend::connect(config).await.unwrap_or_else(|e| {
-            panic!(
-                "connecting to the test redis-server on port {}: {e}",
-                self.server.port()
-            )
-        }))
+        let target = format!("{:?}", config.target);
+        Arc::new(
+            RedisBackend::connect(config)
+                .await
+                .unwrap_or_else(|e| panic!("connecting to the test Redis {target}: {e}")),
+        )
     }
 
     fn stampede_callers(&self) -> usize {

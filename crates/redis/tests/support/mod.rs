@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasi_cache_engine::{Error, GetOrSet, Vacancy};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
-use wasi_cache_redis_server::RedisServer;
+use wasi_cache_redis_server::{RedisCluster, RedisServer};
+
+/// The test binary's Redis Cluster: 3 masters, no replicas, started on first use and stopped
+/// when the binary exits (its tests use namespaces of their own, so they share it).
+pub fn shared_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start(3, 0))
+}
 
 /// `s` as a value.
 pub fn b(s: &str) -> Bytes {
@@ -60,6 +67,35 @@ pub fn tls_config(server: &RedisServer) -> RedisConfig {
         tls,
         ..RedisConfig::with_url(server.tls_url())
     }
+}
+
+/// A rendezvous on `key` between two backends: `holder` takes the vacancy, `waiter` waits (in
+/// a task) until the fill reaches it through pub/sub; panics after `guard` (a hang guard).
+pub async fn rendezvous(
+    holder: &RedisBackend,
+    waiter: &std::sync::Arc<RedisBackend>,
+    ns: &wasi_cache_engine::Namespace,
+    key: &[u8],
+    guard: Duration,
+) {
+    use wasi_cache_engine::Backend;
+    let vacancy = vacant(holder.get_or_set(ns, key).await.expect("holder"), "holder");
+    let before = waiter.stats().rendezvous_waits;
+    let task = {
+        let (waiter, ns, key) = (waiter.clone(), ns.clone(), key.to_vec());
+        tokio::spawn(async move { waiter.get_or_set(&ns, &key).await })
+    };
+    until(guard, "the waiter waits", || async {
+        waiter.stats().rendezvous_waits > before
+    })
+    .await;
+    vacancy.fill(b("filled"), None).await.expect("fill");
+    let got = tokio::time::timeout(guard, task)
+        .await
+        .expect("the waiter was not woken by the fill")
+        .unwrap()
+        .expect("waiter");
+    assert_eq!(occupied(got, "waiter"), b("filled"));
 }
 
 /// Retries `op` until it succeeds; panics after `limit` (a hang guard, not a timing claim).

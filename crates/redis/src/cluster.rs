@@ -1,0 +1,107 @@
+//! Redis Cluster: the redis-rs cluster client built from the seed nodes, and what only a cluster
+//! needs (PINGing every master, grouping channels by slot).
+//!
+//! redis-rs's async cluster connection keeps one multiplexed connection per node, routes each
+//! command by its first key's slot, follows `MOVED`/`ASK`, refreshes its slot map on `MOVED`,
+//! `READONLY` and lost nodes, repairs a dropped node connection in the background, and, with a
+//! push sender, re-subscribes sharded channels on the node that serves them after a reconnect or
+//! a topology change. The backend builds on that; what redis-rs leaves open (a node dropping
+//! subscriptions by itself, messages published while a node was being replaced, scripts missing
+//! on a promoted replica) is handled by the pub/sub dispatcher and the scripts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, Slot};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, RedisResult};
+use tokio::sync::mpsc::UnboundedSender;
+use wasi_cache_engine::{Error, Result};
+
+use crate::connection::tcp_settings;
+use crate::tls::{RedisTls, secure};
+
+/// A cluster client on `seeds`: TLS with `tls` for `rediss://` seeds, each node connection with
+/// the backend's TCP settings and bounded by `op_timeout`, RESP3, and the push messages (sharded
+/// pub/sub) sent to `pushes` when given.
+pub(crate) fn cluster_client(
+    seeds: &[String],
+    op_timeout: Duration,
+    tls: &RedisTls,
+    pushes: Option<UnboundedSender<PushInfo>>,
+) -> Result<ClusterClient> {
+    if seeds.is_empty() {
+        return Err(Error::InvalidConfig(
+            "a Redis Cluster needs at least one seed node URL".into(),
+        ));
+    }
+    let mut infos = Vec::with_capacity(seeds.len());
+    let mut tls_seeds = 0;
+    for url in seeds {
+        let info = url.as_str().into_connection_info().map_err(|e| {
+            Error::InvalidConfig(format!("invalid Redis Cluster node URL {url:?}: {e}"))
+        })?;
+        if info.redis_settings().db() != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "Redis Cluster node URL {url:?} selects database {}: a cluster has database 0 \
+                 only",
+                info.redis_settings().db()
+            )));
+        }
+        tls_seeds += usize::from(secure(info.addr(), tls)?);
+        infos.push(info);
+    }
+    if tls_seeds != 0 && tls_seeds != infos.len() {
+        return Err(Error::InvalidConfig(
+            "the Redis Cluster seed nodes mix redis:// and rediss:// URLs; use one scheme".into(),
+        ));
+    }
+    let mut builder = ClusterClientBuilder::new(infos)
+        .tcp_settings(tcp_settings(op_timeout))
+        .connection_timeout(op_timeout)
+        .response_timeout(op_timeout)
+        .use_protocol(ProtocolVersion::RESP3)
+        // Retries (redirects, a node being repaired) stay within the backend's op timeout.
+        .min_retry_wait(10)
+        .max_retry_wait(op_timeout.as_millis().clamp(10, 500) as u64);
+    if tls_seeds != 0 {
+        builder = builder.certs(tls.certificates());
+    }
+    if let Some(pushes) = pushes {
+        builder = builder.push_sender(pushes);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::InvalidConfig(format!("Redis Cluster settings: {e}")))
+}
+
+/// A lazily connecting cluster connection (it connects to the seeds in the background). The
+/// timeouts are given again: a connection's config replaces the client's response timeout.
+pub(crate) fn lazy_connection(client: &ClusterClient, op_timeout: Duration) -> ClusterConnection {
+    let config = ClusterConfig::new()
+        .set_connection_timeout(op_timeout)
+        .set_response_timeout(op_timeout);
+    client.get_pending_async_connection_with_config(config)
+}
+
+/// PINGs every master the connection knows; fails unless all answer. A node that is gone makes
+/// redis-rs rebuild its view of the cluster from the seeds, so this also picks up a failover.
+pub(crate) async fn ping_masters(conn: &mut ClusterConnection) -> RedisResult<()> {
+    let routing = RoutingInfo::MultiNode((
+        MultipleNodeRoutingInfo::AllMasters,
+        Some(ResponsePolicy::AllSucceeded),
+    ));
+    conn.route_command(redis::cmd("PING"), routing)
+        .await
+        .map(drop)
+}
+
+/// `names` grouped by slot: a sharded (un)subscribe names channels of one slot only.
+pub(crate) fn by_slot(names: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    let mut groups: HashMap<Slot, Vec<Vec<u8>>> = HashMap::new();
+    for name in names {
+        groups.entry(Slot::for_key(&name)).or_default().push(name);
+    }
+    groups.into_values().collect()
+}

@@ -1,0 +1,178 @@
+//! The backend on a Redis Cluster of 3 masters (started once for this binary): the shared
+//! contract suite, unchanged, and four hosts stampeding keys spread over all three shards.
+
+mod support;
+
+use wasi_cache_contract::contract_tests;
+
+contract_tests!(support::harness::RedisHarness::cluster());
+
+mod stampede {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use wasi_cache_engine::{Backend, GetOrSet, Namespace};
+    use wasi_cache_redis::{RedisBackend, RedisConfig};
+
+    use crate::support::{b, shared_cluster};
+
+    const HOSTS: usize = 4;
+    const CALLERS: usize = 1_000;
+    /// Enough keys that all three shards get some (checked below).
+    const KEYS: usize = 30;
+
+    fn key(k: usize) -> String {
+        format!("key-{k}")
+    }
+
+    /// 4 backends (own connections each, as 4 hosts would have) × 1,000 concurrent callers on
+    /// 30 keys spread over the three shards: exactly one caller per key is handed the vacancy
+    /// and fills it, every other caller (on any host) gets that value.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn four_hosts_stampeding_every_shard_fill_each_key_once() {
+        let cluster = shared_cluster();
+        let mut hosts = Vec::new();
+        for _ in 0..HOSTS {
+            let config = RedisConfig::with_cluster(cluster.seeds());
+            hosts.push(Arc::new(
+                RedisBackend::connect(config).await.expect("connect"),
+            ));
+        }
+        let ns_name = format!("four-hosts-{}", std::process::id());
+        let ns = Namespace::new(&ns_name).unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|i| {
+                let (host, ns, barrier) = (hosts[i % HOSTS].clone(), ns.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let k = i % KEYS;
+                    barrier.wait().await;
+                    match host
+                        .get_or_set(&ns, key(k).as_bytes())
+                        .await
+                        .expect("get_or_set")
+                    {
+                        GetOrSet::Occupied(v) => (k, false, v),
+                        GetOrSet::Vacant(vacancy) => {
+                            // Let the others pile up on every host before filling.
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let value = b(&format!("{k} filled by {i}"));
+                            vacancy.fill(value.clone(), None).await.expect("fill");
+                            (k, true, value)
+                        }
+                    }
+                })
+            })
+            .collect();
+        let outcomes =
+            tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(callers))
+                .await
+                .expect("stampede hung");
+        let mut by_key: HashMap<usize, Vec<(bool, Bytes)>> = HashMap::new();
+        for outcome in outcomes {
+            let (k, filled, value) = outcome.expect("caller task");
+            by_key.entry(k).or_default().push((filled, value));
+        }
+        assert_eq!(by_key.len(), KEYS);
+        for (k, outcomes) in &by_key {
+            let fills: Vec<&Bytes> = outcomes.iter().filter(|o| o.0).map(|o| &o.1).collect();
+            assert_eq!(fills.len(), 1, "key {k}: exactly one fill");
+            assert!(
+                outcomes.iter().all(|o| o.1 == *fills[0]),
+                "key {k}: every caller gets the one fill"
+            );
+            for host in &hosts {
+                let stored = host.get(&ns, key(*k).as_bytes()).await.unwrap();
+                assert_eq!(stored.as_ref(), Some(fills[0]), "key {k}");
+            }
+        }
+        let fills: u64 = hosts.iter().map(|h| h.stats().fills).sum();
+        assert_eq!(fills, KEYS as u64);
+        let waits: u64 = hosts.iter().map(|h| h.stats().rendezvous_waits).sum();
+        assert!(waits > 0, "callers waited on the rendezvous");
+
+        // The keys really are spread: every master holds some of them, and each key's value
+        // lives on exactly one of them.
+        let masters = cluster.masters();
+        assert_eq!(masters.len(), 3, "three masters serve the slots");
+        let mut shards_used = 0;
+        let mut found = 0;
+        for &master in &masters {
+            let names = cluster.keys_on(master, &format!("*{ns_name}key-*"));
+            shards_used += usize::from(!names.is_empty());
+            found += names.len();
+        }
+        assert_eq!(found, KEYS, "one value key per cache key, no lock left");
+        assert_eq!(shards_used, 3, "the keys cover all three shards");
+    }
+}
+
+mod acl {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wasi_cache_engine::{Backend, Error, Namespace};
+    use wasi_cache_redis::{CLUSTER_ACL_RULES, RedisBackend, RedisConfig};
+
+    use crate::support::{b, rendezvous, shared_cluster};
+
+    /// Creates `user` (password `pw`) with `rules` on every node: ACL users are per node.
+    fn set_user(user: &str, rules: &str) {
+        let cluster = shared_cluster();
+        let mut args = vec!["ACL", "SETUSER", user, "reset", "on", ">pw"];
+        args.extend(rules.split_whitespace());
+        for node in 0..cluster.len() {
+            assert_eq!(cluster.cli(node, &args), "OK", "ACL SETUSER on node {node}");
+        }
+    }
+
+    /// The cluster's seed URLs as `user`.
+    fn seeds_as(user: &str) -> Vec<String> {
+        shared_cluster()
+            .seeds()
+            .iter()
+            .map(|url| url.replace("redis://", &format!("redis://{user}:pw@")))
+            .collect()
+    }
+
+    /// [`CLUSTER_ACL_RULES`] are enough for everything the backend does on a cluster (values, a
+    /// rendezvous across two hosts), and a user without the sharded channel rights is refused
+    /// at connect with what to grant.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_documented_cluster_rules_are_enough() {
+        set_user(
+            "clustercache",
+            &format!("resetkeys resetchannels -@all {CLUSTER_ACL_RULES}"),
+        );
+        let config = RedisConfig::with_cluster(seeds_as("clustercache"));
+        let holder = RedisBackend::connect(config.clone())
+            .await
+            .expect("connect");
+        let waiter = Arc::new(RedisBackend::connect(config).await.expect("connect"));
+        let ns = Namespace::new(format!("acl-{}", std::process::id())).unwrap();
+        for k in 0..10 {
+            let key = format!("k{k}");
+            holder.set(&ns, key.as_bytes(), b("v"), None).await.unwrap();
+            assert_eq!(waiter.get(&ns, key.as_bytes()).await.unwrap(), Some(b("v")));
+            assert!(waiter.exists(&ns, key.as_bytes()).await.unwrap());
+            holder.delete(&ns, key.as_bytes()).await.unwrap();
+        }
+        rendezvous(&holder, &waiter, &ns, b"r", Duration::from_secs(30)).await;
+        holder.ping().await.unwrap();
+
+        set_user(
+            "nosharded",
+            "resetkeys resetchannels -@all ~wc:* &wc:* +@all -spublish",
+        );
+        match RedisBackend::connect(RedisConfig::with_cluster(seeds_as("nosharded"))).await {
+            Err(Error::InvalidConfig(msg)) => assert!(
+                msg.contains("SPUBLISH") && msg.contains("+spublish +ssubscribe +sunsubscribe"),
+                "{msg}"
+            ),
+            Err(other) => panic!("expected InvalidConfig, got {other}"),
+            Ok(_) => panic!("connected without SPUBLISH"),
+        }
+    }
+}

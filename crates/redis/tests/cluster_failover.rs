@@ -1,0 +1,139 @@
+//! A master of a Redis Cluster with replicas is killed: operations on its slots fail with clear
+//! errors within a bound of the op timeout (never hang), the other shards keep working (values
+//! and rendezvous), a waiter subscribed on the killed shard gets an answer, and once its replica
+//! took over, operations and a rendezvous on the shard's keys recover.
+
+mod support;
+use support::*;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis_server::RedisCluster;
+
+/// Short, so that an operation on the killed shard ends before its replica can take over (the
+/// cluster needs its node timeout, 1 s, to even notice the master is gone).
+const OP: Duration = Duration::from_millis(800);
+/// Longer than every hang guard: no waiter gets anything from a lock expiring.
+const VACANCY: Duration = Duration::from_secs(120);
+/// Hang guard of the steps that wait for the cluster.
+const GUARD: Duration = Duration::from_secs(60);
+/// Keys written to find out which shard serves what.
+const KEYS: usize = 30;
+
+fn key(k: usize) -> Vec<u8> {
+    format!("key-{k}").into_bytes()
+}
+
+async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
+    let config = RedisConfig {
+        op_timeout: OP,
+        vacancy_timeout: VACANCY,
+        ..RedisConfig::with_cluster(cluster.seeds())
+    };
+    Arc::new(RedisBackend::connect(config).await.expect("connect"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
+    let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
+    let (holder, waiter) = (host(&cluster).await, host(&cluster).await);
+    let ns_name = format!("failover-{}", std::process::id());
+    let ns = Namespace::new(&ns_name).unwrap();
+
+    // Which master serves which key.
+    for k in 0..KEYS {
+        holder.set(&ns, &key(k), b("before"), None).await.unwrap();
+    }
+    let shard_of = |k: usize| {
+        let suffix = format!("{ns_name}key-{k}");
+        cluster
+            .masters()
+            .into_iter()
+            .find(|&m| !cluster.keys_on(m, &format!("*{suffix}")).is_empty())
+            .expect("every key is on a master")
+    };
+    let shards: Vec<usize> = (0..KEYS).map(shard_of).collect();
+    let victim = shards[0];
+    let on_victim: Vec<usize> = (0..KEYS).filter(|&k| shards[k] == victim).collect();
+    let elsewhere: Vec<usize> = (0..KEYS).filter(|&k| shards[k] != victim).collect();
+    assert!(on_victim.len() >= 3 && elsewhere.len() >= 3, "{shards:?}");
+    let (dead, waited, recovered) = (on_victim[0], on_victim[1], on_victim[2]);
+
+    // A rendezvous in progress on the victim's shard: the waiter is subscribed there.
+    holder.delete(&ns, &key(waited)).await.unwrap();
+    let in_failover = vacant(
+        holder.get_or_set(&ns, &key(waited)).await.unwrap(),
+        "holder before the kill",
+    );
+    let before = waiter.stats().rendezvous_waits;
+    let waiting = {
+        let (waiter, ns) = (waiter.clone(), ns.clone());
+        tokio::spawn(async move { waiter.get_or_set(&ns, &key(waited)).await })
+    };
+    until(GUARD, "the waiter waits on the victim's shard", || async {
+        waiter.stats().rendezvous_waits > before
+    })
+    .await;
+
+    tokio::task::block_in_place(|| cluster.kill(victim));
+
+    // The victim's slots fail, with a clear error, within the op timeout's bound.
+    let start = Instant::now();
+    let failed = holder.get(&ns, &key(dead)).await;
+    let took = start.elapsed();
+    assert!(took <= OP * 2, "a failing operation took {took:?}");
+    match failed {
+        Err(e @ Error::Unavailable(_)) => assert!(e.to_string().contains("Redis Cluster"), "{e}"),
+        other => panic!("an operation on the killed shard: {other:?}"),
+    }
+
+    // The other shards keep working: reads, writes and a rendezvous.
+    let live = elsewhere[0];
+    assert_eq!(
+        holder.get(&ns, &key(live)).await.unwrap(),
+        Some(b("before"))
+    );
+    holder
+        .set(&ns, &key(live), b("during"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiter.get(&ns, &key(live)).await.unwrap(),
+        Some(b("during"))
+    );
+    waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
+    rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
+
+    // The replica takes over; the shard's operations recover.
+    tokio::task::block_in_place(|| cluster.wait_until_ok(GUARD));
+    assert_ne!(cluster.masters().len(), 0);
+    let dead_key = key(dead);
+    let value = eventually(GUARD, || holder.get(&ns, &dead_key)).await;
+    assert_eq!(value, Some(b("before")), "the replica had the value");
+    holder.set(&ns, &key(dead), b("after"), None).await.unwrap();
+    assert_eq!(waiter.get(&ns, &key(dead)).await.unwrap(), Some(b("after")));
+
+    // The waiter subscribed on the killed shard gets an answer: the fill (made on the new
+    // master, where its subscription moved), or the vacancy if the lock did not reach the
+    // replica before the kill, or an error; never a hang.
+    let fill = in_failover.fill(b("filled in failover"), None).await;
+    let answer = tokio::time::timeout(GUARD, waiting)
+        .await
+        .expect("the waiter on the killed shard hung")
+        .unwrap();
+    match answer {
+        Ok(GetOrSet::Occupied(v)) => {
+            assert!(fill.is_ok(), "{fill:?}");
+            assert_eq!(v, b("filled in failover"));
+        }
+        Ok(GetOrSet::Vacant(_)) => {}
+        Err(e) => assert!(is_outage(&e), "{e}"),
+    }
+
+    // A fresh rendezvous on the shard works across the two hosts.
+    holder.delete(&ns, &key(recovered)).await.unwrap();
+    rendezvous(&holder, &waiter, &ns, &key(recovered), GUARD).await;
+}
