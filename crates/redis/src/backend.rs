@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
@@ -12,10 +12,11 @@ use wasi_cache_engine::{
 };
 
 use crate::config::RedisConfig;
-use crate::connection::{Commands, client};
+use crate::connection::{Commands, client, resp3_client};
 use crate::counters::Counters;
 use crate::errors::{is_connection_error, map_redis_error, timeout_error};
 use crate::keys::Keys;
+use crate::near::Near;
 use crate::pubsub::PubSub;
 use crate::rendezvous::Flights;
 use crate::scripts::{ABANDON, CLAIM, STORE};
@@ -50,6 +51,8 @@ pub(crate) struct Inner {
     runtime: Handle,
     /// Commands under way, and abandoned vacancies not yet released: what `settle` waits for.
     in_flight: Arc<AtomicUsize>,
+    /// The near cache, with `RedisConfig::near_cache`.
+    near: Option<Arc<Near>>,
 }
 
 /// Counts one piece of work in [`Inner::in_flight`] while it lives.
@@ -91,6 +94,9 @@ impl RedisBackend {
         backend.ping().await?;
         crate::acl::check_channel_rights(&backend.inner).await?;
         backend.inner.pubsub.connected().await?;
+        if let Some(near) = &backend.inner.near {
+            near.tracking(backend.inner.config.op_timeout).await?;
+        }
         Ok(backend)
     }
 
@@ -101,6 +107,16 @@ impl RedisBackend {
         let db = client.get_connection_info().redis_settings().db();
         let counters = Arc::new(Counters::default());
         let commands = Commands::start(client.clone(), config.op_timeout, counters.clone())?;
+        let near = match config.near_cache {
+            Some(capacity) => Some(Near::start(
+                capacity,
+                config.limits,
+                resp3_client(&config.url, config.op_timeout, &config.tls)?,
+                config.op_timeout,
+                counters.clone(),
+            )?),
+            None => None,
+        };
         let pubsub = PubSub::start(client, config.op_timeout, counters.clone());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -112,6 +128,7 @@ impl RedisBackend {
                 config,
                 runtime: Handle::current(),
                 in_flight: Arc::new(AtomicUsize::new(0)),
+                near,
             }),
         })
     }
@@ -235,7 +252,7 @@ impl Inner {
             "0"
         };
         let mut conn = self.conn();
-        let _owned: i64 = self
+        let stored = self
             .op(STORE
                 .key(&keys.value)
                 .key(&keys.lock)
@@ -244,13 +261,69 @@ impl Inner {
                 .arg(&value[..])
                 .arg(ttl_arg)
                 .arg(inline)
-                .invoke_async(&mut conn))
-            .await?;
+                .invoke_async::<i64>(&mut conn))
+            .await;
+        // Even a failed write may have reached Redis.
+        self.forget_near(&keys.value);
+        stored?;
         if !zero {
             Counters::bump(&self.counters.inserts);
         }
         self.flights.resolve(&keys.value, value);
         Ok(())
+    }
+
+    /// Drops the near entry of the value key `value_key` (this host wrote it).
+    fn forget_near(&self, value_key: &[u8]) {
+        if let Some(near) = &self.near
+            && let Some(enc) = Keys::encoded_of_value_key(value_key)
+        {
+            near.forget(enc);
+        }
+    }
+
+    /// The near cache's entry for `key` in `ns`, counted as a hit; `None` without a near cache,
+    /// or when it has none.
+    fn near_hit(&self, ns: &Namespace, key: &[u8]) -> Option<Bytes> {
+        self.near_lookup(self.near.as_ref()?, &ns.encode_key(key))
+    }
+
+    /// The near cache's entry for the encoded key `enc`, counted as a hit.
+    fn near_lookup(&self, near: &Near, enc: &[u8]) -> Option<Bytes> {
+        let found = near.lookup(enc)?;
+        Counters::bump(&self.counters.hits);
+        Some(found)
+    }
+
+    /// A `get` through the near cache: its entry, or the value and TTL from Redis (one round
+    /// trip), kept if no invalidation of the key came in the meantime.
+    async fn get_through(&self, near: &Near, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
+        let enc = ns.encode_key(key);
+        if let Some(found) = self.near_lookup(near, &enc) {
+            return Ok(Some(found));
+        }
+        let fetch = near.begin(&enc);
+        let value_key = Keys::encoded_value_key(&enc);
+        let mut conn = self.conn();
+        let sent = Instant::now();
+        let (value, pttl): (Option<Vec<u8>>, i64) = self
+            .op(redis::pipe()
+                .cmd("GET")
+                .arg(&value_key)
+                .cmd("PTTL")
+                .arg(&value_key)
+                .query_async(&mut conn))
+            .await?;
+        let value = value.map(Bytes::from);
+        Counters::bump(if value.is_some() {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        });
+        if let (Some(fetch), Some(value)) = (fetch, &value) {
+            fetch.finish(value, pttl, sent.elapsed());
+        }
+        Ok(value)
     }
 
     /// Releases an abandoned vacancy's lock if still ours and wakes the waiters.
@@ -277,6 +350,9 @@ impl Backend for RedisBackend {
     async fn get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
+        if let Some(near) = &inner.near {
+            return inner.get_through(near, ns, key).await;
+        }
         let mut conn = inner.conn();
         let value: Option<Vec<u8>> = inner
             .op(redis::cmd("GET")
@@ -294,6 +370,9 @@ impl Backend for RedisBackend {
     async fn exists(&self, ns: &Namespace, key: &[u8]) -> Result<bool> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
+        if inner.near_hit(ns, key).is_some() {
+            return Ok(true);
+        }
         let mut conn = inner.conn();
         let n: i64 = inner
             .op(redis::cmd("EXISTS")
@@ -325,16 +404,21 @@ impl Backend for RedisBackend {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
         let mut conn = inner.conn();
-        inner
+        let value_key = Keys::value_key(ns, key);
+        let deleted = inner
             .op(redis::cmd("DEL")
-                .arg(Keys::value_key(ns, key))
+                .arg(&value_key)
                 .query_async::<i64>(&mut conn))
-            .await?;
-        Ok(())
+            .await;
+        inner.forget_near(&value_key);
+        deleted.map(drop)
     }
 
     async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet> {
         self.inner.config.limits.check_key(key)?;
+        if let Some(found) = self.inner.near_hit(ns, key) {
+            return Ok(GetOrSet::Occupied(found));
+        }
         self.inner.get_or_set(self.inner.keys(ns, key)).await
     }
 
@@ -356,7 +440,11 @@ impl Backend for RedisBackend {
     }
 
     fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        if let Some(near) = &self.inner.near {
+            near.add_stats(&mut stats);
+        }
+        stats
     }
 
     fn limits(&self) -> Limits {

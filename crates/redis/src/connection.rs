@@ -26,6 +26,26 @@ use crate::tls::{RedisTls, build_client};
 /// A redis-rs client for `url`, with keepalive and user timeout derived from `op_timeout`, and
 /// TLS with `tls` for a `rediss://` URL (both connections are made with it).
 pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
+    client_speaking(url, op_timeout, tls, None)
+}
+
+/// [`client`] speaking RESP3, whose connections can receive push messages (the near cache's
+/// invalidations); the other connections stay on RESP2, which every server speaks.
+pub(crate) fn resp3_client(
+    url: &str,
+    op_timeout: Duration,
+    tls: &RedisTls,
+) -> Result<redis::Client> {
+    client_speaking(url, op_timeout, tls, Some(redis::ProtocolVersion::RESP3))
+}
+
+/// [`client`], speaking the RESP version `protocol` instead of the URL's (RESP2 by default).
+fn client_speaking(
+    url: &str,
+    op_timeout: Duration,
+    tls: &RedisTls,
+    protocol: Option<redis::ProtocolVersion>,
+) -> Result<redis::Client> {
     let invalid =
         |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
     let info = url.into_connection_info().map_err(invalid)?;
@@ -43,6 +63,13 @@ pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<
             .saturating_mul(2)
             .clamp(Duration::from_secs(1), Duration::from_secs(7200)),
     );
+    let info = match protocol {
+        Some(protocol) => {
+            let settings = info.redis_settings().clone().set_protocol(protocol);
+            info.set_redis_settings(settings)
+        }
+        None => info,
+    };
     build_client(info.set_tcp_settings(tcp), tls)
 }
 

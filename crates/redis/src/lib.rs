@@ -101,6 +101,7 @@ mod counters;
 mod dispatcher;
 mod errors;
 mod keys;
+mod near;
 mod pubsub;
 mod rendezvous;
 mod scripts;

@@ -225,6 +225,21 @@ impl MemoryCache {
         }
     }
 
+    /// Drops every entry at once (pending rendezvous are kept), as a near cache must when it
+    /// can no longer tell which of its entries are stale.
+    pub fn clear(&self) {
+        for shard in self.core.shards.iter() {
+            let fresh = Store::new(self.core.hasher.clone(), self.core.shard_capacity);
+            let old = {
+                let mut state = shard.state.write();
+                shard.next_expiry.store(Millis::MAX, Ordering::Relaxed);
+                std::mem::replace(&mut state.store, fresh)
+            };
+            // Freed outside the lock: readers of the shard need not wait for it.
+            drop(old);
+        }
+    }
+
     /// A snapshot of the counters and of the resident entries and bytes.
     pub fn stats(&self) -> Stats {
         let mut stats = self.core.counters.snapshot();
