@@ -43,7 +43,7 @@
 //! [`ACL_RULES`]:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select +client|tracking
 //! ```
 //!
 //! (`+select` only for a database other than 0; the scripts call `GET`, `SET`, `DEL`, `PTTL`

@@ -169,7 +169,7 @@ fn refusal(e: &redis::RedisError) -> Error {
     let what = e.detail().unwrap_or("refused").trim();
     Error::InvalidConfig(format!(
         "the near cache needs RESP3 client-side caching (Redis 6 or later, and a user allowed \
-         `+hello +client|tracking`), which Redis refused: {} {what}",
+         `+client|tracking`), which Redis refused: {} {what}",
         e.code().unwrap_or("error")
     ))
 }
