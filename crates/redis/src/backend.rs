@@ -282,26 +282,19 @@ impl Inner {
         }
     }
 
-    /// The near cache's entry for `key` in `ns`, counted as a hit; `None` without a near cache,
-    /// or when it has none.
+    /// The near cache's entry for `key` in `ns` (counted as a hit by the near cache); `None`
+    /// without a near cache, or when it has none.
     fn near_hit(&self, ns: &Namespace, key: &[u8]) -> Option<Bytes> {
-        self.near_lookup(self.near.as_ref()?, &ns.encode_key(key))
-    }
-
-    /// The near cache's entry for the encoded key `enc`, counted as a hit.
-    fn near_lookup(&self, near: &Near, enc: &[u8]) -> Option<Bytes> {
-        let found = near.lookup(enc)?;
-        Counters::bump(&self.counters.hits);
-        Some(found)
+        self.near.as_ref()?.lookup(ns, key)
     }
 
     /// A `get` through the near cache: its entry, or the value and TTL from Redis (one round
     /// trip), kept if no invalidation of the key came in the meantime.
     async fn get_through(&self, near: &Near, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
-        let enc = ns.encode_key(key);
-        if let Some(found) = self.near_lookup(near, &enc) {
+        if let Some(found) = near.lookup(ns, key) {
             return Ok(Some(found));
         }
+        let enc = ns.encode_key(key);
         let fetch = near.begin(&enc);
         let value_key = Keys::encoded_value_key(&enc);
         let mut conn = self.conn();

@@ -16,8 +16,6 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) round_trips: AtomicU64,
     pub(crate) reconnects: AtomicU64,
-    pub(crate) near_hits: AtomicU64,
-    pub(crate) near_misses: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     /// Whether the last command failed for want of a connection (the next success counts as a
     /// reconnect).
@@ -44,8 +42,6 @@ impl Counters {
         s.timeouts = get(&self.timeouts);
         s.round_trips = get(&self.round_trips);
         s.reconnects = get(&self.reconnects);
-        s.near_hits = get(&self.near_hits);
-        s.near_misses = get(&self.near_misses);
         s.invalidations = get(&self.invalidations);
         s
     }

@@ -21,6 +21,7 @@
 
 pub(crate) mod tracking;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,9 @@ use wasi_cache_engine::{
 
 use crate::counters::Counters;
 use crate::errors::timeout_error;
+
+/// Largest lookup buffer a thread keeps between lookups (a huge key's is freed).
+const BUFFER_KEPT: usize = 4 << 10;
 
 /// Where the tracking connection stands, for [`Near::tracking`].
 #[derive(Debug, Clone)]
@@ -142,18 +146,25 @@ impl Near {
         }
     }
 
-    /// The entry for `enc`, while the near cache is in use; counts a near hit or miss.
-    pub(crate) fn lookup(&self, enc: &[u8]) -> Option<Bytes> {
+    /// The entry for `key` in `ns`, while the near cache is in use. The store counts its hits
+    /// and misses (striped per thread: hot keys on several cores share no counter).
+    pub(crate) fn lookup(&self, ns: &Namespace, key: &[u8]) -> Option<Bytes> {
         if self.epoch.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let found = self.store.get(&self.ns, enc).ok().flatten();
-        Counters::bump(if found.is_some() {
-            &self.counters.near_hits
-        } else {
-            &self.counters.near_misses
-        });
-        found
+        // A per-thread buffer: a near hit allocates nothing.
+        thread_local! {
+            static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        ENCODED.with_borrow_mut(|enc| {
+            enc.clear();
+            ns.encode_key_into(key, enc);
+            let found = self.store.get(&self.ns, enc).ok().flatten();
+            if enc.capacity() > BUFFER_KEPT {
+                *enc = Vec::new();
+            }
+            found
+        })
     }
 
     /// Registers a fetch of `enc` about to be sent; `None` while the near cache is not in use
@@ -242,9 +253,13 @@ impl Near {
         self.status.send_replace(Status::Failed(e));
     }
 
-    /// The store's figures: entries and bytes now, evictions and expirations so far.
+    /// The store's figures: its hits (near hits, which are hits too) and misses, entries and
+    /// bytes now, evictions and expirations so far.
     pub(crate) fn add_stats(&self, stats: &mut Stats) {
         let store = self.store.stats();
+        stats.near_hits = store.hits;
+        stats.near_misses = store.misses;
+        stats.hits += store.hits;
         stats.entries = store.entries;
         stats.bytes = store.bytes;
         stats.evictions = store.evictions;
