@@ -33,15 +33,29 @@ const KEYS: usize = 10_000;
 
 /// Runs `REQUESTS` operations over `CLIENTS` tasks; operations per second.
 async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
-    let ns = Namespace::new("bench").unwrap();
+    let key = |c: usize, i: usize| format!("key:{}", (c * 7919 + i) % KEYS);
+    run_on(backend, "bench", REQUESTS, key, set).await
+}
+
+/// Runs `requests` operations in namespace `ns` over `CLIENTS` tasks, the `i`-th of task `c` on
+/// `key(c, i)`: sets of a `VALUE_SIZE`-byte value, or gets of preloaded keys; operations per
+/// second.
+async fn run_on<B: Backend>(
+    backend: &Arc<B>,
+    ns: &str,
+    requests: usize,
+    key: fn(usize, usize) -> String,
+    set: bool,
+) -> f64 {
+    let ns = Namespace::new(ns).unwrap();
     let value = Bytes::from(vec![b'x'; VALUE_SIZE]);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (backend, ns, value) = (backend.clone(), ns.clone(), value.clone());
             tokio::spawn(async move {
-                for i in 0..REQUESTS / CLIENTS {
-                    let key = format!("key:{}", (c * 7919 + i) % KEYS);
+                for i in 0..requests / CLIENTS {
+                    let key = key(c, i);
                     if set {
                         backend
                             .set(&ns, key.as_bytes(), value.clone(), None)
@@ -58,7 +72,7 @@ async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    REQUESTS as f64 / start.elapsed().as_secs_f64()
+    requests as f64 / start.elapsed().as_secs_f64()
 }
 
 /// `redis-benchmark`'s requests per second for `GET` and `SET`; over TLS (trusting `tls_ca`)
@@ -155,24 +169,8 @@ const HOT_KEYS: usize = 16;
 
 /// `requests` gets of the hot keys (all present) over `CLIENTS` tasks; gets per second.
 async fn hot_gets<B: Backend>(backend: &Arc<B>, requests: usize) -> f64 {
-    let ns = Namespace::new("hot").unwrap();
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (backend, ns) = (backend.clone(), ns.clone());
-            tokio::spawn(async move {
-                for i in 0..requests / CLIENTS {
-                    let key = format!("hot:{}", (c + i) % HOT_KEYS);
-                    let got = backend.get(&ns, key.as_bytes()).await.expect("get");
-                    assert!(got.is_some(), "hot keys are preloaded");
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    requests as f64 / start.elapsed().as_secs_f64()
+    let key = |c: usize, i: usize| format!("hot:{}", (c + i) % HOT_KEYS);
+    run_on(backend, "hot", requests, key, false).await
 }
 
 /// Stores the hot keys through `backend`, then reads each twice (the near cache keeps them).
