@@ -1,9 +1,10 @@
 //! The near cache against a private `redis-server`: writes by another host reach it within the
 //! invalidation bound (100 ms, checked by polling), its own writes at once; a killed tracking
-//! connection or a restarted server empties it; it is used (near hits) and bounded (bytes); and
+//! connection, a silently dead one (within its PING bound) or a restarted server empties it; it is used (near hits) and bounded (bytes); and
 //! it survives hostile inputs (values near its size, many keys, TTLs of 0 and 1 ms).
 
 mod support;
+use support::proxy::Proxy;
 use support::*;
 
 use std::time::{Duration, Instant};
@@ -168,6 +169,53 @@ async fn a_killed_tracking_connection_empties_the_near_cache() {
     );
     cached(&near, &ns, b"k", &b("after")).await;
     // The new tracking connection delivers invalidations again.
+    other.set(&ns, b"k", b("later"), None).await.unwrap();
+    seen_within(&near, &ns, b"k", Some(b("later")), Instant::now(), BOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_tracking_connection_empties_the_near_cache_within_its_ping_bound() {
+    const OP: Duration = Duration::from_millis(500);
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port()).await;
+    let near = RedisBackend::connect(RedisConfig {
+        op_timeout: OP,
+        near_cache: Some(1 << 20),
+        ..RedisConfig::with_url(proxy.url())
+    })
+    .await
+    .unwrap();
+    let other = host(&server, None).await;
+    let ns = Namespace::new("silent").unwrap();
+    other.set(&ns, b"k", b("before"), None).await.unwrap();
+    cached(&near, &ns, b"k", &b("before")).await;
+
+    // The path goes silent: the write's invalidation is lost in the black hole.
+    proxy.silence();
+    let silenced = Instant::now();
+    other.set(&ns, b"k", b("after"), None).await.unwrap();
+    // A PING every half op timeout, answered within one: found dead within 1.5 op timeouts
+    // (and some scheduling slack on a busy machine).
+    let bound = OP * 3 / 2 + Duration::from_millis(500);
+    until(GUARD, "the near cache empties", || async {
+        near.stats().entries == 0
+    })
+    .await;
+    assert!(
+        silenced.elapsed() < bound,
+        "emptied {:?} after the path went silent",
+        silenced.elapsed()
+    );
+    // From now on the stale value is never served: reads fail (the path is silent) or are fresh.
+    for _ in 0..3 {
+        if let Ok(got) = near.get(&ns, b"k").await {
+            assert_eq!(got, Some(b("after")));
+        }
+    }
+    proxy.resume();
+    let got = eventually(GUARD, || near.get(&ns, b"k")).await;
+    assert_eq!(got, Some(b("after")));
+    cached(&near, &ns, b"k", &b("after")).await;
     other.set(&ns, b"k", b("later"), None).await.unwrap();
     seen_within(&near, &ns, b"k", Some(b("later")), Instant::now(), BOUND).await;
 }
