@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use wasi_cache_engine::Error;
 
 use super::Near;
+use crate::counters::Counters;
 use crate::errors::{is_connection_error, map_redis_error, timeout_error};
 use crate::keys::{Keys, PREFIX};
 
@@ -42,6 +43,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// again, until the near cache is dropped.
 pub(crate) async fn track(client: redis::Client, op_timeout: Duration, near: Weak<Near>) {
     let mut backoff = Duration::from_millis(50);
+    // Whether a confirmed connection was lost: confirming the next one is a reconnect.
+    let mut lost_one = false;
     for epoch in 1u64.. {
         let lost = Arc::new(Notify::new());
         let outcome = tokio::time::timeout(
@@ -54,8 +57,12 @@ pub(crate) async fn track(client: redis::Client, op_timeout: Duration, near: Wea
         };
         match outcome {
             Ok(Ok(conn)) => {
+                if lost_one {
+                    Counters::bump(&strong.counters.reconnects);
+                }
                 strong.up(epoch);
                 drop(strong);
+                lost_one = true;
                 backoff = Duration::from_millis(50);
                 let why = serve(conn, &lost, op_timeout).await;
                 tracing::debug!("redis tracking connection lost: {why}");
