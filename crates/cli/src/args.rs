@@ -155,6 +155,16 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE", requires_all = ["redis_target", "redis_client_cert"])]
     pub redis_client_key: Option<PathBuf>,
 
+    /// Keep a near cache of SIZE bytes in this process in front of Redis (the embedded engine,
+    /// kept coherent by Redis's client-side caching invalidations); off by default.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_parser = parse_positive_size,
+        requires = "redis"
+    )]
+    pub near_cache: Option<u64>,
+
     /// Where compiled components are kept between runs (default:
     /// $XDG_CACHE_HOME/wasi-cache/compiled or ~/.cache/wasi-cache/compiled).
     #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
@@ -243,7 +253,8 @@ pub struct CommonArgs {
     pub env: Vec<(String, Option<String>)>,
 
     /// Print the cache's counters (hits, misses, rendezvous, ...) to stderr at exit; with
-    /// --redis, also Redis round trips and reconnects.
+    /// --redis, also Redis round trips, reconnects and the near cache's hits, misses and
+    /// invalidations.
     #[arg(long)]
     pub stats: bool,
 }

@@ -120,6 +120,7 @@ pub fn backend(args: &CommonArgs, runtime: &tokio::runtime::Runtime) -> Result<A
             op_timeout: args.redis_timeout,
             vacancy_timeout: args.vacancy_timeout,
             limits: cache_limits(args),
+            near_cache: args.near_cache,
         };
         // The backend's connections and pub/sub task live on the runtime that runs the component.
         return match runtime.block_on(RedisBackend::connect(config)) {

@@ -27,7 +27,8 @@ pub struct Field {
     pub value: u64,
 }
 
-/// Every figure of `stats`; a `remote` backend (Redis) adds its round trips and reconnects.
+/// Every figure of `stats`; a `remote` backend (Redis) adds its round trips, reconnects and
+/// near-cache counters (with a near cache, `entries` and `bytes` are the near cache's).
 pub fn fields(stats: &Stats, remote: bool) -> Vec<Field> {
     use Kind::{Counter, Gauge};
     let field = |key, metric, help, kind, value| Field {
@@ -48,20 +49,26 @@ pub fn fields(stats: &Stats, remote: bool) -> Vec<Field> {
         field("rendezvous", "wasi_cache_rendezvous_waits", "get-or-set callers that waited for another caller's fill", Counter, stats.rendezvous_waits),
         field("handoffs", "wasi_cache_handoffs", "Vacancies handed to a waiter after being dropped unfilled", Counter, stats.handoffs),
         field("timeouts", "wasi_cache_vacancy_timeouts", "Vacancies taken from their holder when the vacancy timeout passed", Counter, stats.timeouts),
-        field("entries", "wasi_cache_entries", "Entries resident in the embedded engine", Gauge, stats.entries),
-        field("bytes", "wasi_cache_bytes", "Bytes resident in the embedded engine (keys, values, overhead)", Gauge, stats.bytes),
+        field("entries", "wasi_cache_entries", "Entries resident in the embedded engine (the near cache, with --redis)", Gauge, stats.entries),
+        field("bytes", "wasi_cache_bytes", "Bytes resident in the embedded engine (the near cache, with --redis; keys, values, overhead)", Gauge, stats.bytes),
     ];
     if remote {
         #[rustfmt::skip]
         fields.push(field("round_trips", "wasi_cache_redis_round_trips", "Commands sent to Redis", Counter, stats.round_trips));
         #[rustfmt::skip]
         fields.push(field("reconnects", "wasi_cache_redis_reconnects", "Connections to Redis restored after a failure", Counter, stats.reconnects));
+        #[rustfmt::skip]
+        fields.push(field("near_hits", "wasi_cache_near_hits", "Lookups answered by the near cache, without a round trip", Counter, stats.near_hits));
+        #[rustfmt::skip]
+        fields.push(field("near_misses", "wasi_cache_near_misses", "Lookups the near cache sent on to Redis", Counter, stats.near_misses));
+        #[rustfmt::skip]
+        fields.push(field("invalidations", "wasi_cache_near_invalidations", "Keys (and flushes) Redis told the near cache to drop", Counter, stats.invalidations));
     }
     fields
 }
 
 /// One line with every counter, e.g. `wasi-cache stats: hits=31 misses=1 …`; a `remote`
-/// backend (Redis) adds its round trips and reconnects.
+/// backend (Redis) adds its round trips, reconnects and near-cache counters.
 pub fn render(stats: &Stats, remote: bool) -> String {
     let pairs: Vec<String> = fields(stats, remote)
         .iter()
@@ -102,14 +109,22 @@ mod tests {
     }
 
     #[test]
-    fn remote_backends_add_round_trips_and_reconnects() {
+    fn remote_backends_add_round_trips_reconnects_and_the_near_cache() {
         let mut stats = Stats::default();
         stats.round_trips = 12;
         stats.reconnects = 1;
+        stats.near_hits = 7;
+        stats.near_misses = 2;
+        stats.invalidations = 3;
         let line = render(&stats, true);
         assert!(!line.contains('\n'));
         assert!(line.starts_with("wasi-cache stats: hits=0 "), "{line}");
-        assert!(line.ends_with(" round_trips=12 reconnects=1"), "{line}");
+        assert!(
+            line.ends_with(
+                " round_trips=12 reconnects=1 near_hits=7 near_misses=2 invalidations=3"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -248,3 +248,82 @@ fn bad_redis_options_are_one_error_line() {
     );
     assert_setup_error(&ended, "cannot be used with '--capacity <SIZE>'");
 }
+
+/// The figure `name` of the `--stats` line in `stderr`.
+fn stat(stderr: &str, name: &str) -> u64 {
+    stderr
+        .split_whitespace()
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {stderr:?}"))
+}
+
+#[test]
+fn a_near_cache_process_sees_another_processes_writes_within_the_bound() {
+    // The bound: a write acknowledged in one process is read in the other within it.
+    const BOUND: Duration = Duration::from_millis(100);
+    const STEP: Duration = Duration::from_secs(10);
+    let server = RedisServer::start();
+    let url = server.url();
+    let mut writer = start(&url, &[], &["lines", "k"]);
+    let mut reader = start(&url, &["--near-cache", "1MiB", "--stats"], &["lines", "k"]);
+    writer.send_line("set v1");
+    writer.expect_line("set", STARTUP);
+    // The first read goes to Redis, the next ones are near hits.
+    reader.send_line("get");
+    reader.expect_line("value v1", STARTUP);
+    for _ in 0..3 {
+        reader.send_line("get");
+        reader.expect_line("value v1", STEP);
+    }
+    for (command, ack, want) in [
+        ("set v2", "set", "value v2"),
+        ("delete", "deleted", "absent"),
+        ("set v3", "set", "value v3"),
+    ] {
+        writer.send_line(command);
+        writer.expect_line(ack, STEP);
+        let acked = Instant::now();
+        loop {
+            reader.send_line("get");
+            let line = reader.expect_line_with("", STEP);
+            if line == want {
+                break;
+            }
+            assert!(
+                acked.elapsed() < BOUND,
+                "still {line:?} (not {want:?}) {:?} after `{command}` was acknowledged",
+                acked.elapsed()
+            );
+        }
+        reader.send_line("get");
+        reader.expect_line(want, STEP);
+    }
+    reader.send_line("end");
+    writer.send_line("end");
+    let writer = writer.wait(STEP);
+    assert!(writer.status.success(), "{writer:#?}");
+    let reader = reader.wait(STEP);
+    assert!(reader.status.success(), "{reader:#?}");
+    assert!(reader.stdout.ends_with("done\n"), "{reader:#?}");
+    assert!(stat(&reader.stderr, "near_hits") >= 3, "{reader:#?}");
+    assert!(stat(&reader.stderr, "near_misses") >= 1, "{reader:#?}");
+    assert!(stat(&reader.stderr, "invalidations") >= 3, "{reader:#?}");
+}
+
+#[test]
+fn a_user_without_tracking_rights_is_one_error_line_naming_them() {
+    let server = RedisServer::start();
+    let created = redis_command(
+        server.port(),
+        "ACL SETUSER notracking on >secret ~* &* +@all -client",
+    );
+    assert!(created.starts_with("+OK"), "{created}");
+    let url = format!("redis://notracking:secret@127.0.0.1:{}/0", server.port());
+    let ended = run_to_end(&url, &["--near-cache", "1MiB"], &["read", "k"]);
+    assert_setup_error(&ended, "+client|tracking");
+    assert!(!ended.stderr.contains("secret"), "{ended:#?}");
+    // Without the near cache, the same user is fine.
+    let ended = run_to_end(&url, &[], &["read", "k"]);
+    assert!(ended.status.success(), "{ended:#?}");
+}

@@ -28,6 +28,12 @@ pub struct Stats {
     pub round_trips: u64,
     /// Reconnections to a remote backend (zero for the embedded engine).
     pub reconnects: u64,
+    /// Lookups a remote backend answered from its near cache, without a round trip.
+    pub near_hits: u64,
+    /// Lookups that consulted a remote backend's near cache and went on to the server.
+    pub near_misses: u64,
+    /// Keys (and flushes) the server told a remote backend's near cache to drop.
+    pub invalidations: u64,
     /// Entries resident now.
     pub entries: u64,
     /// Bytes resident now (keys, values and per-entry overhead).

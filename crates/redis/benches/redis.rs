@@ -6,8 +6,13 @@
 //! masters (on the same machine), with `RATIO case=cluster3-<op> peer=one-server
 //! value=<cluster/one server>` lines.
 //!
+//! Hot-key gets through the near cache run in the same run, next to plain Redis gets and the
+//! embedded engine: `RATIO case=near-get peer=plain-redis value=…` and
+//! `RATIO case=near-get peer=engine value=…` (goals: at least 20, and at least 0.5).
+//!
 //! Run with `cargo bench -p wasi-cache-redis --bench redis` (needs `redis-server` and
-//! `redis-benchmark` on the PATH: `apt-get install redis-server`).
+//! `redis-benchmark` on the PATH: `apt-get install redis-server`); `-- --near-only` runs only
+//! the hot-key case.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasi_cache_engine::{Backend, Namespace};
+use wasi_cache_engine::{Backend, Config, MemoryCache, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
 use wasi_cache_redis_server::{ClientAuth, RedisCluster, RedisServer};
 
@@ -30,15 +35,29 @@ const KEYS: usize = 10_000;
 
 /// Runs `REQUESTS` operations over `CLIENTS` tasks; operations per second.
 async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
-    let ns = Namespace::new("bench").unwrap();
+    let key = |c: usize, i: usize| format!("key:{}", (c * 7919 + i) % KEYS);
+    run_on(backend, "bench", REQUESTS, key, set).await
+}
+
+/// Runs `requests` operations in namespace `ns` over `CLIENTS` tasks, the `i`-th of task `c` on
+/// `key(c, i)`: sets of a `VALUE_SIZE`-byte value, or gets of preloaded keys; operations per
+/// second.
+async fn run_on<B: Backend>(
+    backend: &Arc<B>,
+    ns: &str,
+    requests: usize,
+    key: fn(usize, usize) -> String,
+    set: bool,
+) -> f64 {
+    let ns = Namespace::new(ns).unwrap();
     let value = Bytes::from(vec![b'x'; VALUE_SIZE]);
     let start = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (backend, ns, value) = (backend.clone(), ns.clone(), value.clone());
             tokio::spawn(async move {
-                for i in 0..REQUESTS / CLIENTS {
-                    let key = format!("key:{}", (c * 7919 + i) % KEYS);
+                for i in 0..requests / CLIENTS {
+                    let key = key(c, i);
                     if set {
                         backend
                             .set(&ns, key.as_bytes(), value.clone(), None)
@@ -55,7 +74,7 @@ async fn run(backend: &Arc<RedisBackend>, set: bool) -> f64 {
     for t in tasks {
         t.await.unwrap();
     }
-    REQUESTS as f64 / start.elapsed().as_secs_f64()
+    requests as f64 / start.elapsed().as_secs_f64()
 }
 
 /// `redis-benchmark`'s requests per second for `GET` and `SET`; over TLS (trusting `tls_ca`)
@@ -133,6 +152,76 @@ async fn measure(config: RedisConfig, reads: impl Fn() -> u64) -> Measured {
     }
 }
 
+/// Keys the hot-key case reads.
+const HOT_KEYS: usize = 16;
+
+/// `requests` gets of the hot keys (all present) over `CLIENTS` tasks; gets per second.
+async fn hot_gets<B: Backend>(backend: &Arc<B>, requests: usize) -> f64 {
+    let key = |c: usize, i: usize| format!("hot:{}", (c + i) % HOT_KEYS);
+    run_on(backend, "hot", requests, key, false).await
+}
+
+/// Stores the hot keys through `backend`, then reads each twice (the near cache keeps them).
+async fn preload<B: Backend>(backend: &Arc<B>) {
+    let ns = Namespace::new("hot").unwrap();
+    let value = Bytes::from(vec![b'x'; VALUE_SIZE]);
+    for k in 0..HOT_KEYS {
+        let key = format!("hot:{k}");
+        backend
+            .set(&ns, key.as_bytes(), value.clone(), None)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            backend.get(&ns, key.as_bytes()).await.unwrap();
+        }
+    }
+}
+
+/// Hot-key gets through a near cache, through plain Redis and on the embedded engine; prints
+/// their rates and the two `RATIO` lines.
+async fn hot_keys(url: &str) {
+    const FAST_REQUESTS: usize = 2_000_000;
+    let near = Arc::new(
+        RedisBackend::connect(RedisConfig {
+            near_cache: Some(64 << 20),
+            ..RedisConfig::with_url(url)
+        })
+        .await
+        .unwrap(),
+    );
+    let plain = Arc::new(
+        RedisBackend::connect(RedisConfig::with_url(url))
+            .await
+            .unwrap(),
+    );
+    let engine = Arc::new(MemoryCache::new(Config::with_capacity(64 << 20)).unwrap());
+    preload(&near).await;
+    preload(&engine).await;
+    // Warm-up passes, then the measured ones.
+    hot_gets(&near, FAST_REQUESTS / 10).await;
+    hot_gets(&engine, FAST_REQUESTS / 10).await;
+    hot_gets(&plain, REQUESTS / 10).await;
+    let hits_before = near.stats().near_hits;
+    let through_near = hot_gets(&near, FAST_REQUESTS).await;
+    let near_hits = near.stats().near_hits - hits_before;
+    let through_redis = hot_gets(&plain, REQUESTS).await;
+    let embedded = hot_gets(&engine, FAST_REQUESTS).await;
+    println!(
+        "hot-key gets ({CLIENTS} tasks, {HOT_KEYS} keys of {VALUE_SIZE} bytes): near cache \
+         {through_near:.0} ops/s ({:.4} near hits/get), plain Redis {through_redis:.0} ops/s, \
+         embedded engine {embedded:.0} ops/s",
+        near_hits as f64 / FAST_REQUESTS as f64
+    );
+    println!(
+        "RATIO case=near-get peer=plain-redis value={:.3}",
+        through_near / through_redis
+    );
+    println!(
+        "RATIO case=near-get peer=engine value={:.3}",
+        through_near / embedded
+    );
+}
+
 fn main() {
     // One server for every case: its plain port, and its TLS port on a CA made here.
     let server = RedisServer::start_tls(ClientAuth::Optional);
@@ -141,6 +230,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    println!("redis-server: {}", redis_version());
+    runtime.block_on(hot_keys(&server.url()));
+    if std::env::args().any(|a| a == "--near-only") {
+        return;
+    }
     let plain = runtime.block_on(measure(RedisConfig::with_url(server.url()), || {
         server.reads_processed()
     }));
@@ -164,7 +258,6 @@ fn main() {
     // What TLS costs the server itself, a yardstick for ours: the pipelined peer over TLS.
     let (tls_command, tls_piped_get, tls_piped_set) =
         redis_benchmark(server.tls_port(), 16, Some(server.ca_cert()));
-    println!("redis-server: {}", redis_version());
     println!("peer: {command}");
     println!(
         "ours: set {ours_set:.0} ops/s, get {ours_get:.0} ops/s ({CLIENTS} tasks, one multiplexed connection, {:.2} round trips/op, {:.3} server reads/op)",

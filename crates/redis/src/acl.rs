@@ -20,9 +20,10 @@ use crate::keys::{Keys, PREFIX};
 
 /// The ACL rules that let a Redis user do everything the backend does (append them to `ACL
 /// SETUSER <user> on >password resetkeys resetchannels -@all`): its keys and channels, and the
-/// commands it sends or its scripts call (`+select` only matters for a database other than 0).
+/// commands it sends or its scripts call (`+select` only matters for a database other than 0,
+/// `+client|tracking` only with the near cache).
 pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load \
-                             +publish +subscribe +unsubscribe +select";
+                             +publish +subscribe +unsubscribe +select +client|tracking";
 
 /// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there, and
 /// redis-rs asks the nodes for the slot map (`CLUSTER SLOTS`).

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::runtime::Handle;
@@ -13,12 +13,13 @@ use wasi_cache_engine::{
 
 use crate::cluster::{cluster_client, lazy_connection};
 use crate::config::{RedisConfig, RedisTarget};
-use crate::connection::{Commands, Conn, Link, client};
+use crate::connection::{Commands, Conn, Link, client, resp3_client};
 use crate::counters::Counters;
 use crate::errors::{
     cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error,
 };
 use crate::keys::Keys;
+use crate::near::Near;
 use crate::pubsub::{PubSub, Source};
 use crate::rendezvous::Flights;
 use crate::scripts::Scripts;
@@ -56,6 +57,8 @@ pub(crate) struct Inner {
     runtime: Handle,
     /// Commands under way, and abandoned vacancies not yet released: what `settle` waits for.
     in_flight: Arc<AtomicUsize>,
+    /// The near cache, with `RedisConfig::near_cache`.
+    near: Option<Arc<Near>>,
 }
 
 /// Counts one piece of work in [`Inner::in_flight`] while it lives.
@@ -98,6 +101,9 @@ impl RedisBackend {
         backend.ping().await?;
         crate::acl::check_channel_rights(&backend.inner).await?;
         backend.inner.pubsub.connected().await?;
+        if let Some(near) = &backend.inner.near {
+            near.tracking(backend.inner.config.op_timeout).await?;
+        }
         Ok(backend)
     }
 
@@ -106,17 +112,33 @@ impl RedisBackend {
     pub fn connect_lazy(config: RedisConfig) -> Result<Self> {
         let counters = Arc::new(Counters::default());
         let (op_timeout, tls) = (config.op_timeout, &config.tls);
-        let (commands, source, db, publish) = match &config.target {
+        let (commands, near, source, db, publish) = match &config.target {
             RedisTarget::Server(url) => {
                 let client = client(url, op_timeout, tls)?;
                 let db = client.get_connection_info().redis_settings().db();
                 let commands = Commands::start(client.clone(), op_timeout, counters.clone())?;
+                let near = match config.near_cache {
+                    Some(capacity) => Some(Near::start(
+                        capacity,
+                        config.limits,
+                        resp3_client(url, op_timeout, tls)?,
+                        op_timeout,
+                        counters.clone(),
+                    )?),
+                    None => None,
+                };
                 (
                     Link::Server(commands),
+                    near,
                     Source::Server(Box::new(client)),
                     db,
                     "PUBLISH",
                 )
+            }
+            RedisTarget::Cluster(_) if config.near_cache.is_some() => {
+                return Err(Error::InvalidConfig(
+                    "a near cache is not available on a Redis Cluster yet".into(),
+                ));
             }
             RedisTarget::Cluster(seeds) => {
                 let commands = cluster_client(seeds, op_timeout, tls, None)?;
@@ -124,7 +146,7 @@ impl RedisBackend {
                 let subscriber = cluster_client(seeds, op_timeout, tls, Some(pushes))?;
                 let source = Source::Cluster(lazy_connection(&subscriber, op_timeout), received);
                 let link = Link::Cluster(lazy_connection(&commands, op_timeout));
-                (link, source, 0, "SPUBLISH")
+                (link, None, source, 0, "SPUBLISH")
             }
         };
         let pubsub = PubSub::start(source, op_timeout, counters.clone());
@@ -139,6 +161,7 @@ impl RedisBackend {
                 config,
                 runtime: Handle::current(),
                 in_flight: Arc::new(AtomicUsize::new(0)),
+                near,
             }),
         })
     }
@@ -269,12 +292,61 @@ impl Inner {
         let script = &self.scripts.store;
         let mut call = script.call(&[&keys.value, &keys.lock, &keys.channel]);
         call.arg(token).arg(&value[..]).arg(ttl_arg).arg(inline);
-        let _owned: i64 = self.op(script.run(&mut conn, &keys.value, &call)).await?;
+        let stored: Result<i64> = self.op(script.run(&mut conn, &keys.value, &call)).await;
+        // Even a failed write may have reached Redis.
+        self.forget_near(&keys.value);
+        stored?;
         if !zero {
             Counters::bump(&self.counters.inserts);
         }
         self.flights.resolve(&keys.value, value);
         Ok(())
+    }
+
+    /// Drops the near entry of the value key `value_key` (this host wrote it).
+    fn forget_near(&self, value_key: &[u8]) {
+        if let Some(near) = &self.near
+            && let Some(enc) = Keys::encoded_of_value_key(value_key)
+        {
+            near.forget(enc);
+        }
+    }
+
+    /// The near cache's entry for `key` in `ns` (counted as a hit by the near cache); `None`
+    /// without a near cache, or when it has none.
+    fn near_hit(&self, ns: &Namespace, key: &[u8]) -> Option<Bytes> {
+        self.near.as_ref()?.lookup(ns, key)
+    }
+
+    /// A `get` through the near cache: its entry, or the value and TTL from Redis (one round
+    /// trip), kept if no invalidation of the key came in the meantime.
+    async fn get_through(&self, near: &Near, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
+        if let Some(found) = near.lookup(ns, key) {
+            return Ok(Some(found));
+        }
+        let enc = ns.encode_key(key);
+        let fetch = near.begin(&enc);
+        let value_key = Keys::encoded_value_key(&enc);
+        let mut conn = self.conn();
+        let sent = Instant::now();
+        let (value, pttl): (Option<Vec<u8>>, i64) = self
+            .op(redis::pipe()
+                .cmd("GET")
+                .arg(&value_key)
+                .cmd("PTTL")
+                .arg(&value_key)
+                .query_async(&mut conn))
+            .await?;
+        let value = value.map(Bytes::from);
+        Counters::bump(if value.is_some() {
+            &self.counters.hits
+        } else {
+            &self.counters.misses
+        });
+        if let (Some(fetch), Some(value)) = (fetch, &value) {
+            fetch.finish(value, pttl, sent.elapsed());
+        }
+        Ok(value)
     }
 
     /// Releases an abandoned vacancy's lock if still ours and wakes the waiters.
@@ -298,6 +370,9 @@ impl Backend for RedisBackend {
     async fn get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
+        if let Some(near) = &inner.near {
+            return inner.get_through(near, ns, key).await;
+        }
         let mut conn = inner.conn();
         let value: Option<Vec<u8>> = inner
             .op(redis::cmd("GET")
@@ -315,6 +390,9 @@ impl Backend for RedisBackend {
     async fn exists(&self, ns: &Namespace, key: &[u8]) -> Result<bool> {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
+        if inner.near_hit(ns, key).is_some() {
+            return Ok(true);
+        }
         let mut conn = inner.conn();
         let n: i64 = inner
             .op(redis::cmd("EXISTS")
@@ -346,16 +424,21 @@ impl Backend for RedisBackend {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
         let mut conn = inner.conn();
-        inner
+        let value_key = Keys::value_key(ns, key);
+        let deleted = inner
             .op(redis::cmd("DEL")
-                .arg(Keys::value_key(ns, key))
+                .arg(&value_key)
                 .query_async::<i64>(&mut conn))
-            .await?;
-        Ok(())
+            .await;
+        inner.forget_near(&value_key);
+        deleted.map(drop)
     }
 
     async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet> {
         self.inner.config.limits.check_key(key)?;
+        if let Some(found) = self.inner.near_hit(ns, key) {
+            return Ok(GetOrSet::Occupied(found));
+        }
         self.inner.get_or_set(self.inner.keys(ns, key)).await
     }
 
@@ -375,7 +458,11 @@ impl Backend for RedisBackend {
     }
 
     fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        let mut stats = self.inner.counters.snapshot();
+        if let Some(near) = &self.inner.near {
+            near.add_stats(&mut stats);
+        }
+        stats
     }
 
     fn limits(&self) -> Limits {

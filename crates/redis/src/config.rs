@@ -39,6 +39,9 @@ pub struct RedisConfig {
     pub vacancy_timeout: Duration,
     /// Key and value size limits (default 64 KiB keys, 16 MiB values).
     pub limits: Limits,
+    /// Bytes of the near cache, the embedded engine kept in front of Redis and coherent with it
+    /// through client-side caching (see the crate docs); `None` (the default) for none.
+    pub near_cache: Option<u64>,
 }
 
 impl RedisConfig {
@@ -74,6 +77,7 @@ impl Default for RedisConfig {
             op_timeout: Self::DEFAULT_OP_TIMEOUT,
             vacancy_timeout: Self::DEFAULT_VACANCY_TIMEOUT,
             limits: Limits::default(),
+            near_cache: None,
         }
     }
 }

@@ -48,9 +48,36 @@ pub(crate) fn tcp_settings(op_timeout: Duration) -> TcpSettings {
 /// A redis-rs client for `url`, with [`tcp_settings`], and TLS with `tls` for a `rediss://` URL
 /// (both connections are made with it).
 pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
+    client_speaking(url, op_timeout, tls, None)
+}
+
+/// [`client`] speaking RESP3, whose connections can receive push messages (the near cache's
+/// invalidations); the other connections stay on RESP2, which every server speaks.
+pub(crate) fn resp3_client(
+    url: &str,
+    op_timeout: Duration,
+    tls: &RedisTls,
+) -> Result<redis::Client> {
+    client_speaking(url, op_timeout, tls, Some(redis::ProtocolVersion::RESP3))
+}
+
+/// [`client`], speaking the RESP version `protocol` instead of the URL's (RESP2 by default).
+fn client_speaking(
+    url: &str,
+    op_timeout: Duration,
+    tls: &RedisTls,
+    protocol: Option<redis::ProtocolVersion>,
+) -> Result<redis::Client> {
     let invalid =
         |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
     let info = url.into_connection_info().map_err(invalid)?;
+    let info = match protocol {
+        Some(protocol) => {
+            let settings = info.redis_settings().clone().set_protocol(protocol);
+            info.set_redis_settings(settings)
+        }
+        None => info,
+    };
     build_client(info.set_tcp_settings(tcp_settings(op_timeout)), tls)
 }
 

@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) round_trips: AtomicU64,
     pub(crate) reconnects: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
     /// Whether the last command failed for want of a connection (the next success counts as a
     /// reconnect).
     pub(crate) broken: AtomicBool,
@@ -27,7 +28,8 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A snapshot; evictions, expirations, entries and bytes stay 0 (Redis does that bookkeeping).
+    /// A snapshot; evictions, expirations, entries and bytes stay 0 (Redis does that bookkeeping;
+    /// the near cache fills them in with its own).
     pub(crate) fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = Stats::default();
@@ -40,6 +42,7 @@ impl Counters {
         s.timeouts = get(&self.timeouts);
         s.round_trips = get(&self.round_trips);
         s.reconnects = get(&self.reconnects);
+        s.invalidations = get(&self.invalidations);
         s
     }
 }

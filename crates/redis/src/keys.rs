@@ -54,8 +54,22 @@ impl Keys {
 
     /// Only the value key, for the plain operations that need nothing else.
     pub(crate) fn value_key(ns: &Namespace, key: &[u8]) -> Vec<u8> {
-        let enc = ns.encode_key(key);
-        name(&enc, b"v", &enc)
+        Self::encoded_value_key(&ns.encode_key(key))
+    }
+
+    /// The value key of an already encoded key (`<enc>`).
+    pub(crate) fn encoded_value_key(enc: &[u8]) -> Vec<u8> {
+        name(enc, b"v", enc)
+    }
+
+    /// The `<enc>` a value key was made from; `None` for any other name (a lock, a channel, a
+    /// key some other client wrote under the prefix), which the near cache ignores.
+    pub(crate) fn encoded_of_value_key(name: &[u8]) -> Option<&[u8]> {
+        let rest = name.strip_prefix(PREFIX.as_bytes())?;
+        let (tag, rest) = rest.split_at_checked(TAG_LEN)?;
+        let hex = tag.strip_prefix(b"{")?.strip_suffix(b"}")?;
+        let enc = rest.strip_prefix(b"v")?;
+        (hex.iter().all(u8::is_ascii_hexdigit) && !enc.is_empty()).then_some(enc)
     }
 
     /// The channel the connect-time ACL check subscribes and publishes on, for database `db`.
@@ -64,9 +78,12 @@ impl Keys {
     }
 }
 
+/// Bytes of `{<tag>}`: 16 hex digits in braces.
+const TAG_LEN: usize = 18;
+
 /// `wc:{<tag of enc>}` ‖ `kind` ‖ `rest`.
 fn name(enc: &[u8], kind: &[u8], rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PREFIX.len() + 18 + kind.len() + rest.len());
+    let mut out = Vec::with_capacity(PREFIX.len() + TAG_LEN + kind.len() + rest.len());
     out.extend_from_slice(PREFIX.as_bytes());
     out.push(b'{');
     out.extend_from_slice(format!("{:016x}", fnv1a64(enc)).as_bytes());

@@ -152,3 +152,24 @@ fn layout() {
     assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
     assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
 }
+
+#[test]
+fn value_keys_give_back_their_encoded_key_and_nothing_else_does() {
+    let ns = Namespace::new("a}b").unwrap();
+    let keys = Keys::new(3, &ns, b"k}{");
+    let enc = ns.encode_key(b"k}{");
+    assert_eq!(Keys::encoded_of_value_key(&keys.value), Some(&enc[..]));
+    assert_eq!(Keys::encoded_value_key(&enc), keys.value);
+    for other in [
+        keys.lock,
+        keys.channel,
+        Keys::probe_channel(0),
+        b"wc:".to_vec(),
+        b"wc:{0123456789abcdef}v".to_vec(),
+        b"wc:{0123456789abcdeg}v\x01ak".to_vec(),
+        b"xx:{0123456789abcdef}v\x01ak".to_vec(),
+        Vec::new(),
+    ] {
+        assert_eq!(Keys::encoded_of_value_key(&other), None, "{other:?}");
+    }
+}

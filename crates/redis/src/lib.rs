@@ -25,7 +25,8 @@
 //! writes nothing else (no index, no bookkeeping keys). Values are binary-safe; TTLs are set with
 //! `PX` (milliseconds, a non-zero TTL below 1 ms is rounded up); `Some(0)` deletes the key (never
 //! visible), `None` stores without expiry. Expiry and eviction are Redis's own, so the
-//! `evictions`, `expirations`, `entries` and `bytes` counters stay 0. (This layout replaced
+//! `evictions`, `expirations`, `entries` and `bytes` counters stay 0 (with a near cache, they are
+//! the near cache's). (This layout replaced
 //! `wc:{<enc>}`, `…:lock`, `…:ch`: do not mix hosts of both layouts on one database.)
 //!
 //! ## Isolation
@@ -44,7 +45,7 @@
 //! [`ACL_RULES`]:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select +client|tracking
 //! ```
 //!
 //! (`+select` only for a database other than 0; the scripts call `GET`, `SET`, `DEL`, `PTTL`
@@ -71,11 +72,12 @@
 //! trips and no subscriber waits behind another's.
 //!
 //! ## Connections
-//! A backend holds two connections: a multiplexed one for commands and one for pub/sub.
-//! Commands issued concurrently are pipelined automatically: while two batches await their
-//! replies, further commands queue and leave together as the next batch, in one write (over
-//! TLS, one record instead of one per command, which is what lets redis-server read them
-//! together); a lone command leaves at once, and commands of more than 16 KiB bypass the queue. Both
+//! A backend holds two connections: a multiplexed one for commands and one for pub/sub (and,
+//! with a near cache, its tracking connection). Commands issued concurrently on one server are
+//! pipelined automatically: while two batches await their replies, further commands queue and
+//! leave together as the next batch, in one write (over TLS, one record instead of one per
+//! command, which is what lets redis-server read them together); a lone command leaves at once,
+//! and commands of more than 16 KiB bypass the queue. Both
 //! use TCP keepalive (idle time and interval of one op timeout, at least 1 s, 2 probes) and a
 //! `TCP_USER_TIMEOUT` of twice the op timeout (at least 1 s), and both are PINGed every op
 //! timeout: a connection whose command or PING gets no answer within the op timeout is replaced,
@@ -110,6 +112,28 @@
 //! [`Backend::ping`](wasi_cache_engine::Backend::ping) PINGs every master. A cluster has only
 //! database 0; a seed URL naming another is refused.
 //!
+//! ## Near cache
+//! With [`RedisConfig::near_cache`], the embedded engine ([`wasi_cache_engine::MemoryCache`],
+//! bounded by that many bytes) sits in front of Redis: `get`, `exists` and `get_or_set` answer
+//! from it when it holds the key, and a `get` that goes to Redis reads the value and its PTTL in
+//! one round trip (a pipeline) and keeps it for no longer than Redis will. Coherence comes from
+//! RESP3 client-side caching on a third, dedicated connection with
+//! `CLIENT TRACKING ON BCAST PREFIX wc:` (broadcasting, so any connection's reads can be kept and
+//! the server holds no per-key table; every write under `wc:` is announced to every such host):
+//! - an invalidation drops the key's entry at once, so a write by any host is gone from every
+//!   near cache within the invalidation's network latency; this backend's own writes drop their
+//!   entry before they return;
+//! - a `get` registers its fetch before sending it, an invalidation (or flush) spoils the fetches
+//!   of its key in flight, and a spoiled fetch inserts nothing (checked and inserted under the
+//!   lock invalidations take), so a reply read before a write is never kept after it;
+//! - the near cache is used only while the tracking connection of the current epoch is confirmed;
+//!   a closed, failed or silent one (a PING every half op timeout) empties it and bypasses it
+//!   until `CLIENT TRACKING` is confirmed on a new connection.
+//!
+//! [`RedisBackend::connect`] waits for that confirmation and fails with `Error::InvalidConfig`
+//! naming `+client|tracking` when the user lacks it. The counters add `near_hits`, `near_misses`
+//! and `invalidations`.
+//!
 //! ## TLS
 //! A `rediss://` URL (on a cluster: all seed URLs, and then every node) connects both
 //! connections with TLS (rustls, TLS 1.2 or 1.3), verifying the
@@ -140,6 +164,7 @@ mod counters;
 mod dispatcher;
 mod errors;
 mod keys;
+mod near;
 mod pubsub;
 mod rendezvous;
 mod scripts;

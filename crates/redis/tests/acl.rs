@@ -130,3 +130,58 @@ async fn the_documented_rules_are_enough() {
     );
     assert_eq!(other.stats().timeouts, 0);
 }
+
+/// A backend as `user` on database 0 with a near cache.
+fn near_config(server: &RedisServer, user: &str) -> RedisConfig {
+    RedisConfig {
+        op_timeout: OP,
+        near_cache: Some(1 << 20),
+        ..RedisConfig::with_url(url_as(server, user, 0))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_rules_are_enough_for_the_near_cache() {
+    let server = RedisServer::start();
+    let admin = Admin::connect(&server.url()).await;
+    let mut rules = vec!["resetkeys", "resetchannels", "-@all"];
+    rules.extend(ACL_RULES.split_whitespace());
+    set_user(&admin, "cache", &rules).await;
+    let near = RedisBackend::connect(near_config(&server, "cache"))
+        .await
+        .expect("the documented rules allow the near cache");
+    let other = connect(url_as(&server, "cache", 0), OP, VACANCY).await;
+    let ns = Namespace::new("acl").unwrap();
+    other.set(&ns, b"k", b("v1"), None).await.unwrap();
+    until(GUARD, "a near hit", || async {
+        near.get(&ns, b"k").await.unwrap();
+        near.stats().near_hits > 0
+    })
+    .await;
+    other.set(&ns, b"k", b("v2"), None).await.unwrap();
+    until(GUARD, "the invalidation", || async {
+        near.get(&ns, b"k").await.unwrap() == Some(b("v2"))
+    })
+    .await;
+    assert!(near.stats().invalidations > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_tracking_rights_is_refused_with_what_to_grant() {
+    let server = RedisServer::start();
+    let admin = Admin::connect(&server.url()).await;
+    // HELLO (RESP3) needs no right; CLIENT TRACKING does.
+    for (user, missing) in [("noclient", "-client"), ("notracking", "-client|tracking")] {
+        set_user(&admin, user, &["~*", "&*", "+@all", missing]).await;
+        match RedisBackend::connect(near_config(&server, user)).await {
+            Err(Error::InvalidConfig(msg)) => {
+                assert!(msg.contains("`+client|tracking`"), "{user}: {msg}");
+                assert!(!msg.contains('\n'), "one line: {msg:?}");
+            }
+            Err(other) => panic!("{user}: expected InvalidConfig, got {other}"),
+            Ok(_) => panic!("{user}: connected without the tracking rights"),
+        }
+        // Without the near cache, the same user is fine.
+        connect(url_as(&server, user, 0), OP, VACANCY).await;
+    }
+}

@@ -225,6 +225,21 @@ impl MemoryCache {
         }
     }
 
+    /// Drops every entry at once (pending rendezvous are kept), as a near cache must when it
+    /// can no longer tell which of its entries are stale.
+    pub fn clear(&self) {
+        for shard in self.core.shards.iter() {
+            let fresh = Store::new(self.core.hasher.clone(), self.core.shard_capacity);
+            let old = {
+                let mut state = shard.state.write();
+                shard.next_expiry.store(Millis::MAX, Ordering::Relaxed);
+                std::mem::replace(&mut state.store, fresh)
+            };
+            // Freed outside the lock: readers of the shard need not wait for it.
+            drop(old);
+        }
+    }
+
     /// A snapshot of the counters and of the resident entries and bytes.
     pub fn stats(&self) -> Stats {
         let mut stats = self.core.counters.snapshot();
@@ -472,6 +487,53 @@ mod tests {
             );
         }
         assert_eq!(MemoryCache::entry_charge(usize::MAX, usize::MAX), u64::MAX);
+    }
+
+    #[tokio::test]
+    async fn clear_drops_every_entry_and_keeps_pending_rendezvous() {
+        let cache = Arc::new(MemoryCache::new(Config::with_capacity(1 << 20)).unwrap());
+        let ns = Namespace::new("n").unwrap();
+        for i in 0..100u32 {
+            let ttl = (i % 2 == 0).then_some(Duration::from_secs(60));
+            cache
+                .set(&ns, &i.to_be_bytes(), Bytes::from_static(b"v"), ttl)
+                .unwrap();
+        }
+        let GetOrSet::Vacant(vacancy) = cache.get_or_set(&ns, b"pending").await.unwrap() else {
+            panic!("a missing key's first caller holds the vacancy");
+        };
+        let waiter = {
+            let (cache, ns) = (cache.clone(), ns.clone());
+            tokio::spawn(async move { cache.get_or_set(&ns, b"pending").await.unwrap() })
+        };
+        while cache.stats().rendezvous_waits == 0 {
+            tokio::task::yield_now().await;
+        }
+        cache.clear();
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.bytes), (0, 0));
+        assert_eq!(cache.get(&ns, &7u32.to_be_bytes()).unwrap(), None);
+        vacancy
+            .fill(Bytes::from_static(b"filled"), None)
+            .await
+            .unwrap();
+        let GetOrSet::Occupied(got) = waiter.await.unwrap() else {
+            panic!("the waiter gets the fill");
+        };
+        assert_eq!(got, Bytes::from_static(b"filled"));
+        assert_eq!(
+            cache.get(&ns, b"pending").unwrap(),
+            Some(Bytes::from_static(b"filled"))
+        );
+        cache
+            .set(
+                &ns,
+                b"again",
+                Bytes::from_static(b"v"),
+                Some(Duration::from_secs(60)),
+            )
+            .unwrap();
+        assert_eq!(cache.stats().entries, 2);
     }
 
     #[tokio::test]

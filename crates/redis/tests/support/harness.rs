@@ -28,6 +28,19 @@ impl RedisHarness {
         }
     }
 
+    /// Starts the case's server; backends connect in the clear, each with a near cache of
+    /// `bytes`.
+    pub fn near(bytes: u64) -> Self {
+        let server = RedisServer::start();
+        Self {
+            config: RedisConfig {
+                near_cache: Some(bytes),
+                ..RedisConfig::with_url(server.url())
+            },
+            _server: Some(server),
+        }
+    }
+
     /// Starts the case's server with TLS; backends connect to its TLS port, trusting its CA.
     pub fn tls() -> Self {
         let server = RedisServer::start_tls(ClientAuth::Optional);

@@ -51,6 +51,7 @@ fn main() {
         "hold-and-fill" => hold_and_fill(&args[2], &args[3]),
         "many" => many(&args[2], args[3].parse().unwrap(), &args[4]),
         "read" => read(&args[2]),
+        "lines" => lines(&args[2]),
         "script" => script::run(),
         "exit" => std::process::exit(args[2].parse().unwrap()),
         "alloc" => limits::alloc(args[2].parse().unwrap()),
@@ -652,6 +653,30 @@ fn many(key: &str, n: usize, value: &str) {
 }
 
 /// Prints the value of `key`.
+/// Serves commands on stdin, one per line, until `end` or the end of stdin: `get` says what
+/// [`read`] says, `set V` stores `V` (no TTL) and says `set` once it is acknowledged, `delete`
+/// says `deleted` likewise.
+/// A long-lived process another one can change `key` under, each step on cue.
+fn lines(key: &str) {
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+        match line.trim_end().split_once(' ') {
+            None if line.trim_end() == "end" => break,
+            None if line.trim_end() == "get" => read(key),
+            None if line.trim_end() == "delete" => {
+                wait_unit(&cache::delete(key)).unwrap();
+                say("deleted");
+            }
+            Some(("set", v)) => {
+                set(key, v.as_bytes(), None);
+                say("set");
+            }
+            _ => panic!("unknown command {line:?}"),
+        }
+        line.clear();
+    }
+}
+
 fn read(key: &str) {
     match get(key) {
         Some(v) => say(&format!("value {}", String::from_utf8(v).unwrap())),
