@@ -120,7 +120,7 @@ pub struct CommonArgs {
         value_name = "SIZE",
         default_value = "256MiB",
         value_parser = parse_positive_size,
-        conflicts_with = "redis_target"
+        conflicts_with_all = ["redis", "redis_cluster"]
     )]
     pub capacity: u64,
 
