@@ -55,7 +55,7 @@
 //! connect-time check runs on the node serving the probe channel:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots +client|tracking
 //! ```
 //!
 //! ## Rendezvous
