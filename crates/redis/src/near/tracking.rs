@@ -1,6 +1,6 @@
 //! The source of the near cache's invalidations: one dedicated RESP3 connection with
-//! `CLIENT TRACKING ON BCAST PREFIX wc:`, reconnected with a short back-off until the backend
-//! is dropped.
+//! `CLIENT TRACKING ON BCAST PREFIX wc:` (on a cluster, one per master), reconnected with a
+//! short back-off until the backend is dropped.
 //!
 //! **Why broadcasting.** In the default tracking mode the server remembers which keys a
 //! connection read and invalidates only those, so every read the near cache may keep would have
