@@ -136,8 +136,8 @@
 //! empties and bypasses it until all are confirmed again. The masters are asked again after
 //! every loss and every op timeout; a change (a failover promoting a replica, a master gaining
 //! its first slots) is a new epoch, with connections to the new masters. Writes to slots moved
-//! to a master the near cache does not track yet can go unannounced until that check, at most
-//! about one op timeout.
+//! to a master the near cache does not track yet, or after a manual failover (no connection
+//! lost), can go unannounced until that check, at most about one op timeout.
 //!
 //! [`RedisBackend::connect`] waits for that confirmation and fails with `Error::InvalidConfig`
 //! naming `+client|tracking` when the user lacks it. The counters add `near_hits`, `near_misses`

@@ -6,9 +6,10 @@
 //! op timeout while a round is served: a failover (a replica promoted, at a new address) or a
 //! master taking slots for the first time ends the round, the near cache is emptied, and the
 //! next round tracks the new masters. Until the periodic check notices a master that is new to
-//! the cluster, writes to the slots moved to it are not announced: the one case where the bound
-//! is the op timeout instead of the invalidation's latency (a failover is noticed at once: the
-//! old master's connection is lost).
+//! the cluster, or a manual failover (the old master stays up as a replica), writes to the
+//! slots it now serves are not announced: the cases where the bound is the op timeout instead
+//! of the invalidation's latency (a master that dies is noticed at once: its connection is
+//! lost).
 
 use std::time::Duration;
 
