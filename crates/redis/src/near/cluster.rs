@@ -122,6 +122,12 @@ fn masters_of(reply: &Value) -> Result<Vec<Node>, Error> {
         let port = u16::try_from(*port).map_err(|_| odd())?;
         masters.push((host, port));
     }
+    // No master would mean no tracking at all, not a near cache with nothing to track.
+    if masters.is_empty() {
+        return Err(Error::Unavailable(
+            "Redis Cluster: no node serves any slot yet (CLUSTER SLOTS is empty)".into(),
+        ));
+    }
     masters.sort();
     masters.dedup();
     Ok(masters)
@@ -159,11 +165,12 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_address_or_odd_reply_fails() {
+    fn an_unknown_address_no_master_or_an_odd_reply_fails() {
         let unknown = Value::Array(vec![range(0, 99, "", 2)]);
         let e = masters_of(&unknown).unwrap_err();
         assert!(e.to_string().contains("cluster-announce-ip"), "{e}");
         assert!(masters_of(&Value::Int(1)).is_err());
+        assert!(masters_of(&Value::Array(vec![])).is_err(), "no master");
         assert!(masters_of(&Value::Array(vec![Value::Array(vec![])])).is_err());
     }
 }

@@ -51,6 +51,7 @@ pub(crate) enum Target {
 
 /// The connections of one epoch, all confirmed.
 struct Round {
+    /// Never empty: a server's one, or one per master (a cluster has at least one).
     conns: Vec<MultiplexedConnection>,
     /// The masters they go to (on a cluster), to notice a change.
     masters: Vec<Node>,
@@ -92,6 +93,7 @@ impl Target {
             .conns
             .into_iter()
             .map(|conn| Box::pin(serve(conn, lost, op_timeout)));
+        // `select_all` needs at least one: a round is never empty (see `Round::conns`).
         let first_lost = futures::future::select_all(conns);
         match self {
             Self::Server(_) => first_lost.await.0,
