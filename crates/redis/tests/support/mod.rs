@@ -143,13 +143,14 @@ pub async fn seen_within(
 ) {
     loop {
         let got = near.get(ns, key).await.unwrap();
+        // The time the read ended: what the message reports is what was checked.
+        let after = since.elapsed();
         if got == want {
             return;
         }
         assert!(
-            since.elapsed() < bound,
-            "{key:?} still {got:?} (not {want:?}) {:?} after the write",
-            since.elapsed()
+            after < bound,
+            "{key:?} still {got:?} (not {want:?}) {after:?} after the write"
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
