@@ -161,7 +161,7 @@ pub struct CommonArgs {
         long,
         value_name = "SIZE",
         value_parser = parse_positive_size,
-        requires = "redis"
+        requires = "redis_target"
     )]
     pub near_cache: Option<u64>,
 

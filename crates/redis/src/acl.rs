@@ -25,11 +25,12 @@ use crate::keys::{Keys, PREFIX};
 pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load \
                              +publish +subscribe +unsubscribe +select +client|tracking";
 
-/// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there, and
-/// redis-rs asks the nodes for the slot map (`CLUSTER SLOTS`).
+/// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there,
+/// redis-rs and the near cache ask the nodes for the slot map (`CLUSTER SLOTS`), and
+/// `+client|tracking` only matters with the near cache.
 pub const CLUSTER_ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha \
                                      +script|load +spublish +ssubscribe +sunsubscribe \
-                                     +cluster|slots";
+                                     +cluster|slots +client|tracking";
 
 /// Checks that the user may publish and subscribe the backend's channels (each step within the
 /// op timeout).

@@ -20,6 +20,8 @@ use crate::errors::{
 };
 use crate::keys::Keys;
 use crate::near::Near;
+use crate::near::cluster::Masters;
+use crate::near::tracking::Target;
 use crate::pubsub::{PubSub, Source};
 use crate::rendezvous::Flights;
 use crate::scripts::Scripts;
@@ -121,7 +123,7 @@ impl RedisBackend {
                     Some(capacity) => Some(Near::start(
                         capacity,
                         config.limits,
-                        resp3_client(url, op_timeout, tls)?,
+                        Target::Server(resp3_client(url, op_timeout, tls)?),
                         op_timeout,
                         counters.clone(),
                     )?),
@@ -135,18 +137,28 @@ impl RedisBackend {
                     "PUBLISH",
                 )
             }
-            RedisTarget::Cluster(_) if config.near_cache.is_some() => {
-                return Err(Error::InvalidConfig(
-                    "a near cache is not available on a Redis Cluster yet".into(),
-                ));
-            }
             RedisTarget::Cluster(seeds) => {
                 let commands = cluster_client(seeds, op_timeout, tls, None)?;
                 let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
                 let subscriber = cluster_client(seeds, op_timeout, tls, Some(pushes))?;
                 let source = Source::Cluster(lazy_connection(&subscriber, op_timeout), received);
-                let link = Link::Cluster(lazy_connection(&commands, op_timeout));
-                (link, None, source, 0, "SPUBLISH")
+                let conn = lazy_connection(&commands, op_timeout);
+                let near = match config.near_cache {
+                    Some(capacity) => {
+                        // Seeds were checked by `cluster_client`: there is one.
+                        let masters =
+                            Masters::new(conn.clone(), seeds[0].clone(), tls.clone(), op_timeout);
+                        Some(Near::start(
+                            capacity,
+                            config.limits,
+                            Target::Cluster(masters),
+                            op_timeout,
+                            counters.clone(),
+                        )?)
+                    }
+                    None => None,
+                };
+                (Link::Cluster(conn), near, source, 0, "SPUBLISH")
             }
         };
         let pubsub = PubSub::start(source, op_timeout, counters.clone());

@@ -16,7 +16,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
-use redis::{IntoConnectionInfo, RedisFuture, RedisResult};
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisFuture, RedisResult};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
@@ -48,7 +48,7 @@ pub(crate) fn tcp_settings(op_timeout: Duration) -> TcpSettings {
 /// A redis-rs client for `url`, with [`tcp_settings`], and TLS with `tls` for a `rediss://` URL
 /// (both connections are made with it).
 pub(crate) fn client(url: &str, op_timeout: Duration, tls: &RedisTls) -> Result<redis::Client> {
-    client_speaking(url, op_timeout, tls, None)
+    client_speaking(url, op_timeout, tls, None, None)
 }
 
 /// [`client`] speaking RESP3, whose connections can receive push messages (the near cache's
@@ -58,19 +58,52 @@ pub(crate) fn resp3_client(
     op_timeout: Duration,
     tls: &RedisTls,
 ) -> Result<redis::Client> {
-    client_speaking(url, op_timeout, tls, Some(redis::ProtocolVersion::RESP3))
+    client_speaking(
+        url,
+        op_timeout,
+        tls,
+        Some(redis::ProtocolVersion::RESP3),
+        None,
+    )
 }
 
-/// [`client`], speaking the RESP version `protocol` instead of the URL's (RESP2 by default).
+/// [`resp3_client`] for the cluster node at `host:port`, with the scheme and credentials of the
+/// seed URL `seed` (the nodes of a cluster share them).
+pub(crate) fn resp3_node_client(
+    seed: &str,
+    host: &str,
+    port: u16,
+    op_timeout: Duration,
+    tls: &RedisTls,
+) -> Result<redis::Client> {
+    let resp3 = Some(redis::ProtocolVersion::RESP3);
+    client_speaking(seed, op_timeout, tls, resp3, Some((host, port)))
+}
+
+/// [`client`], speaking the RESP version `protocol` instead of the URL's (RESP2 by default),
+/// and connecting to `node` instead of the URL's host and port when given.
 fn client_speaking(
     url: &str,
     op_timeout: Duration,
     tls: &RedisTls,
     protocol: Option<redis::ProtocolVersion>,
+    node: Option<(&str, u16)>,
 ) -> Result<redis::Client> {
     let invalid =
         |e: redis::RedisError| Error::InvalidConfig(format!("invalid Redis URL {url:?}: {e}"));
-    let info = url.into_connection_info().map_err(invalid)?;
+    let mut info = url.into_connection_info().map_err(invalid)?;
+    if let Some((host, port)) = node {
+        let addr = match info.addr() {
+            ConnectionAddr::TcpTls { .. } => ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            },
+            _ => ConnectionAddr::Tcp(host.to_owned(), port),
+        };
+        info = info.set_addr(addr);
+    }
     let info = match protocol {
         Some(protocol) => {
             let settings = info.redis_settings().clone().set_protocol(protocol);

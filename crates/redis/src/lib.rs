@@ -55,7 +55,7 @@
 //! connect-time check runs on the node serving the probe channel:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots +client|tracking
 //! ```
 //!
 //! ## Rendezvous
@@ -129,6 +129,15 @@
 //! - the near cache is used only while the tracking connection of the current epoch is confirmed;
 //!   a closed, failed or silent one (a PING every half op timeout) empties it and bypasses it
 //!   until `CLIENT TRACKING` is confirmed on a new connection.
+//!
+//! On a cluster a key's invalidations come from the master serving its slot, so there is one
+//! tracking connection per master (found with `CLUSTER SLOTS` through the cluster connection),
+//! all in one epoch: the near cache is used only while every one is confirmed, and any one lost
+//! empties and bypasses it until all are confirmed again. The masters are asked again after
+//! every loss and every op timeout; a change (a failover promoting a replica, a master gaining
+//! its first slots) is a new epoch, with connections to the new masters. Writes to slots moved
+//! to a master the near cache does not track yet, or after a manual failover (no connection
+//! lost), can go unannounced until that check, at most about one op timeout.
 //!
 //! [`RedisBackend::connect`] waits for that confirmation and fails with `Error::InvalidConfig`
 //! naming `+client|tracking` when the user lacks it. The counters add `near_hits`, `near_misses`

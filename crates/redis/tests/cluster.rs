@@ -1,9 +1,71 @@
 //! The backend on a Redis Cluster of 3 masters (started once for this binary): four hosts
-//! stampeding keys spread over all three shards, and the ACL a cluster user needs. (The
-//! contract suite runs on a cluster of its own, in `contract_cluster.rs`: its TTL cases must not
-//! compete with 4,000 stampeding callers.)
+//! stampeding keys spread over all three shards, writes on every shard reaching another host's
+//! near cache, and the ACL a cluster user needs. (The contract suite runs on a cluster of its
+//! own, in `contract_cluster.rs`: its TTL cases must not compete with 4,000 stampeding callers.)
 
 mod support;
+
+mod near_cache {
+    use std::time::{Duration, Instant};
+
+    use wasi_cache_engine::{Backend, Namespace};
+    use wasi_cache_redis::{RedisBackend, RedisConfig};
+
+    use crate::support::{b, cached, seen_within, shared_cluster};
+
+    /// The invalidation bound the issue sets: a write by another host is seen within it.
+    const BOUND: Duration = Duration::from_millis(100);
+    /// Hang guard for what has no bound of its own.
+    const GUARD: Duration = Duration::from_secs(10);
+    /// Enough keys that all three shards get some (checked below).
+    const KEYS: usize = 30;
+
+    fn key(k: usize) -> Vec<u8> {
+        format!("key-{k}").into_bytes()
+    }
+
+    /// A host on the binary's cluster, with a near cache of `bytes` (`None`: without one).
+    async fn host(bytes: Option<u64>) -> RedisBackend {
+        let config = RedisConfig {
+            near_cache: bytes,
+            ..RedisConfig::with_cluster(shared_cluster().seeds())
+        };
+        RedisBackend::connect(config).await.expect("connect")
+    }
+
+    /// A set and a delete by one host, on keys of every shard, are seen by another host's near
+    /// cache within the bound: each master's invalidations reach it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_on_every_shard_reach_the_near_cache_within_the_bound() {
+        let cluster = shared_cluster();
+        let (near, other) = (host(Some(1 << 20)).await, host(None).await);
+        let ns_name = format!("near-shards-{}", std::process::id());
+        let ns = Namespace::new(&ns_name).unwrap();
+        for k in 0..KEYS {
+            other.set(&ns, &key(k), b("v0"), None).await.unwrap();
+        }
+        let shards = cluster
+            .masters()
+            .into_iter()
+            .filter(|&m| !cluster.keys_on(m, &format!("*{ns_name}key-*")).is_empty())
+            .count();
+        assert_eq!(shards, 3, "the keys cover all three masters");
+
+        for k in 0..KEYS {
+            cached(&near, &ns, &key(k), &b("v0"), GUARD).await;
+        }
+        assert!(near.stats().entries >= KEYS as u64, "{:?}", near.stats());
+        for k in 0..KEYS {
+            other.set(&ns, &key(k), b("v1"), None).await.unwrap();
+            seen_within(&near, &ns, &key(k), Some(b("v1")), Instant::now(), BOUND).await;
+            cached(&near, &ns, &key(k), &b("v1"), GUARD).await;
+            other.delete(&ns, &key(k)).await.unwrap();
+            seen_within(&near, &ns, &key(k), None, Instant::now(), BOUND).await;
+        }
+        let stats = near.stats();
+        assert!(stats.invalidations >= 2 * KEYS as u64, "{stats:?}");
+    }
+}
 
 mod stampede {
     use std::collections::HashMap;
@@ -136,7 +198,7 @@ mod acl {
     }
 
     /// [`CLUSTER_ACL_RULES`] are enough for everything the backend does on a cluster (values, a
-    /// rendezvous across two hosts), and a user without the sharded channel rights is refused
+    /// rendezvous across two hosts, a near cache), and a user without the sharded channel rights is refused
     /// at connect with what to grant.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_documented_cluster_rules_are_enough() {
@@ -148,7 +210,12 @@ mod acl {
         let holder = RedisBackend::connect(config.clone())
             .await
             .expect("connect");
-        let waiter = Arc::new(RedisBackend::connect(config).await.expect("connect"));
+        // With a near cache: the rules cover its tracking connections and CLUSTER SLOTS.
+        let near = RedisConfig {
+            near_cache: Some(1 << 20),
+            ..config
+        };
+        let waiter = Arc::new(RedisBackend::connect(near).await.expect("connect"));
         let ns = Namespace::new(format!("acl-{}", std::process::id())).unwrap();
         for k in 0..10 {
             let key = format!("k{k}");

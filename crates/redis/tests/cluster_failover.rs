@@ -1,7 +1,10 @@
 //! A master of a Redis Cluster with replicas is killed: operations on its slots fail with clear
 //! errors within a bound of the op timeout (never hang), the other shards keep working (values
 //! and rendezvous), a waiter subscribed on the killed shard gets an answer, and once its replica
-//! took over, operations and a rendezvous on the shard's keys recover.
+//! took over, operations and a rendezvous on the shard's keys recover. A host with a near cache
+//! sees its near cache emptied by the kill, never serves a value older than a write
+//! acknowledged after the failover, and uses its near cache again once the promoted master's
+//! invalidations reach it.
 
 mod support;
 use support::*;
@@ -20,6 +23,8 @@ const OP: Duration = Duration::from_millis(800);
 const VACANCY: Duration = Duration::from_secs(120);
 /// Hang guard of the steps that wait for the cluster.
 const GUARD: Duration = Duration::from_secs(60);
+/// The invalidation bound the issue sets: a write by another host is seen within it.
+const BOUND: Duration = Duration::from_millis(100);
 /// Keys written to find out which shard serves what.
 const KEYS: usize = 30;
 
@@ -27,8 +32,10 @@ fn key(k: usize) -> Vec<u8> {
     format!("key-{k}").into_bytes()
 }
 
-async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
+/// A host on `cluster`, with a near cache of `near` bytes (`None`: without one).
+async fn host(cluster: &RedisCluster, near: Option<u64>) -> Arc<RedisBackend> {
     let config = RedisConfig {
+        near_cache: near,
         op_timeout: OP,
         vacancy_timeout: VACANCY,
         ..RedisConfig::with_cluster(cluster.seeds())
@@ -39,7 +46,8 @@ async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     let mut cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
-    let (holder, waiter) = (host(&cluster).await, host(&cluster).await);
+    let (holder, waiter) = (host(&cluster, None).await, host(&cluster, None).await);
+    let near = host(&cluster, Some(1 << 20)).await;
     let ns_name = format!("failover-{}", std::process::id());
     let ns = Namespace::new(&ns_name).unwrap();
 
@@ -62,6 +70,10 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     assert!(on_victim.len() >= 3 && elsewhere.len() >= 3, "{shards:?}");
     let (dead, waited, recovered) = (on_victim[0], on_victim[1], on_victim[2]);
 
+    // The near host holds a key of the victim's shard and one of another shard.
+    cached(&near, &ns, &key(dead), &b("before"), GUARD).await;
+    cached(&near, &ns, &key(elsewhere[0]), &b("before"), GUARD).await;
+
     // A rendezvous in progress on the victim's shard: the waiter is subscribed there.
     holder.delete(&ns, &key(waited)).await.unwrap();
     let in_failover = vacant(
@@ -79,6 +91,12 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     .await;
 
     tokio::task::block_in_place(|| cluster.kill(victim));
+
+    // Losing the victim's tracking connection empties the whole near cache.
+    until(GUARD, "the kill empties the near cache", || async {
+        near.stats().entries == 0
+    })
+    .await;
 
     // The victim's slots fail, with a clear error, within the op timeout's bound.
     let start = Instant::now();
@@ -104,6 +122,8 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
         waiter.get(&ns, &key(live)).await.unwrap(),
         Some(b("during"))
     );
+    // The near host reads the other shards from Redis meanwhile, never its emptied entries.
+    assert_eq!(near.get(&ns, &key(live)).await.unwrap(), Some(b("during")));
     waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
     rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
 
@@ -115,6 +135,29 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     assert_eq!(value, Some(b("before")), "the replica had the value");
     holder.set(&ns, &key(dead), b("after"), None).await.unwrap();
     assert_eq!(waiter.get(&ns, &key(dead)).await.unwrap(), Some(b("after")));
+
+    // The near host never serves a value older than a write acknowledged after the failover;
+    // once tracking is confirmed on the promoted master, its near hits resume and that master's
+    // invalidations reach it within the bound.
+    let after = eventually(GUARD, || near.get(&ns, &dead_key)).await;
+    assert_eq!(after, Some(b("after")), "a value from before the failover");
+    cached(&near, &ns, &dead_key, &b("after"), GUARD).await;
+    holder
+        .set(&ns, &dead_key, b("promoted"), None)
+        .await
+        .unwrap();
+    seen_within(
+        &near,
+        &ns,
+        &dead_key,
+        Some(b("promoted")),
+        Instant::now(),
+        BOUND,
+    )
+    .await;
+    cached(&near, &ns, &dead_key, &b("promoted"), GUARD).await;
+    holder.delete(&ns, &dead_key).await.unwrap();
+    seen_within(&near, &ns, &dead_key, None, Instant::now(), BOUND).await;
 
     // The waiter subscribed on the killed shard gets an answer: the fill (made on the new
     // master, where its subscription moved), or the vacancy if the lock did not reach the

@@ -29,47 +29,6 @@ async fn host(server: &RedisServer, bytes: Option<u64>) -> RedisBackend {
     .expect("connecting to the test redis-server")
 }
 
-/// Polls `near`'s `get` of `key` until it answers `want`; fails unless that happens within
-/// `bound` of `since`.
-async fn seen_within(
-    near: &RedisBackend,
-    ns: &Namespace,
-    key: &[u8],
-    want: Option<Bytes>,
-    since: Instant,
-    bound: Duration,
-) {
-    loop {
-        let got = near.get(ns, key).await.unwrap();
-        if got == want {
-            return;
-        }
-        assert!(
-            since.elapsed() < bound,
-            "{key:?} still {got:?} (not {want:?}) {:?} after the write",
-            since.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// Reads `key` until a read is answered by the near cache (a near hit), within the guard.
-async fn cached(near: &RedisBackend, ns: &Namespace, key: &[u8], want: &Bytes) {
-    let start = Instant::now();
-    loop {
-        let before = near.stats().near_hits;
-        assert_eq!(near.get(ns, key).await.unwrap().as_ref(), Some(want));
-        if near.stats().near_hits > before {
-            return;
-        }
-        assert!(
-            start.elapsed() < GUARD,
-            "{key:?} never served from the near cache"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_another_host_reach_the_near_cache_within_the_bound() {
     let server = RedisServer::start();
@@ -78,12 +37,12 @@ async fn writes_by_another_host_reach_the_near_cache_within_the_bound() {
     let ns = Namespace::new("bound").unwrap();
 
     other.set(&ns, b"k", b("v1"), None).await.unwrap();
-    cached(&near, &ns, b"k", &b("v1")).await;
+    cached(&near, &ns, b"k", &b("v1"), GUARD).await;
     for round in 0..20 {
         let value = b(&format!("v{}", round + 2));
         other.set(&ns, b"k", value.clone(), None).await.unwrap();
         seen_within(&near, &ns, b"k", Some(value.clone()), Instant::now(), BOUND).await;
-        cached(&near, &ns, b"k", &value).await;
+        cached(&near, &ns, b"k", &value, GUARD).await;
     }
 
     other.delete(&ns, b"k").await.unwrap();
@@ -96,7 +55,7 @@ async fn writes_by_another_host_reach_the_near_cache_within_the_bound() {
         .await
         .unwrap();
     let expires = Instant::now() + Duration::from_millis(300);
-    cached(&near, &ns, b"t", &b("short")).await;
+    cached(&near, &ns, b"t", &b("short"), GUARD).await;
     tokio::time::sleep_until(expires.into()).await;
     seen_within(&near, &ns, b"t", None, expires, BOUND).await;
 
@@ -111,7 +70,7 @@ async fn own_writes_replace_the_near_entry_before_they_return() {
     let near = host(&server, Some(1 << 20)).await;
     let ns = Namespace::new("own").unwrap();
     near.set(&ns, b"k", b("a"), None).await.unwrap();
-    cached(&near, &ns, b"k", &b("a")).await;
+    cached(&near, &ns, b"k", &b("a"), GUARD).await;
     for i in 0..50 {
         let value = b(&format!("v{i}"));
         near.set(&ns, b"k", value.clone(), None).await.unwrap();
@@ -123,7 +82,7 @@ async fn own_writes_replace_the_near_entry_before_they_return() {
     let vacancy = vacant(near.get_or_set(&ns, b"k").await.unwrap(), "a missing key");
     vacancy.fill(b("filled"), None).await.unwrap();
     assert_eq!(near.get(&ns, b"k").await.unwrap(), Some(b("filled")));
-    cached(&near, &ns, b"k", &b("filled")).await;
+    cached(&near, &ns, b"k", &b("filled"), GUARD).await;
     let hits = near.stats().near_hits;
     let got = occupied(near.get_or_set(&ns, b"k").await.unwrap(), "a cached key");
     assert_eq!(got, b("filled"));
@@ -143,7 +102,7 @@ async fn a_killed_tracking_connection_empties_the_near_cache() {
     let ns = Namespace::new("kill").unwrap();
     admin.run::<()>(&["FLUSHALL"]).await.unwrap();
     near.set(&ns, b"k", b("before"), None).await.unwrap();
-    cached(&near, &ns, b"k", &b("before")).await;
+    cached(&near, &ns, b"k", &b("before"), GUARD).await;
     assert!(near.stats().entries > 0);
 
     // Every client but the admin: the tracking connection goes, and with it the near cache.
@@ -167,7 +126,7 @@ async fn a_killed_tracking_connection_empties_the_near_cache() {
         "{:?} after the kill",
         changed.elapsed()
     );
-    cached(&near, &ns, b"k", &b("after")).await;
+    cached(&near, &ns, b"k", &b("after"), GUARD).await;
     // The new tracking connection delivers invalidations again.
     other.set(&ns, b"k", b("later"), None).await.unwrap();
     seen_within(&near, &ns, b"k", Some(b("later")), Instant::now(), BOUND).await;
@@ -191,7 +150,7 @@ async fn a_silently_dead_tracking_connection_empties_the_near_cache_within_its_p
     let other = host(&server, None).await;
     let ns = Namespace::new("silent").unwrap();
     other.set(&ns, b"k", b("before"), None).await.unwrap();
-    cached(&near, &ns, b"k", &b("before")).await;
+    cached(&near, &ns, b"k", &b("before"), GUARD).await;
 
     // The path goes silent: the write's invalidation is lost in the black hole.
     proxy.silence();
@@ -218,7 +177,7 @@ async fn a_silently_dead_tracking_connection_empties_the_near_cache_within_its_p
     proxy.resume();
     let got = eventually(GUARD, || near.get(&ns, b"k")).await;
     assert_eq!(got, Some(b("after")));
-    cached(&near, &ns, b"k", &b("after")).await;
+    cached(&near, &ns, b"k", &b("after"), GUARD).await;
     other.set(&ns, b"k", b("later"), None).await.unwrap();
     seen_within(&near, &ns, b"k", Some(b("later")), Instant::now(), BOUND).await;
 }
@@ -229,7 +188,7 @@ async fn a_restarted_server_empties_the_near_cache() {
     let near = host(&server, Some(1 << 20)).await;
     let ns = Namespace::new("restart").unwrap();
     near.set(&ns, b"k", b("before"), None).await.unwrap();
-    cached(&near, &ns, b"k", &b("before")).await;
+    cached(&near, &ns, b"k", &b("before"), GUARD).await;
     server.restart();
     // The restarted server holds nothing (no persistence): the near cache must not either.
     let got = eventually(GUARD, || near.get(&ns, b"k")).await;
@@ -242,7 +201,7 @@ async fn a_restarted_server_empties_the_near_cache() {
     other.set(&ns, b"k", b("new"), None).await.unwrap();
     let got = eventually(GUARD, || near.get(&ns, b"k")).await;
     assert_eq!(got, Some(b("new")));
-    cached(&near, &ns, b"k", &b("new")).await;
+    cached(&near, &ns, b"k", &b("new"), GUARD).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,7 +278,7 @@ async fn hostile_inputs_are_served_correctly() {
 
     // TTL 0: never visible, and it drops a cached value too.
     other.set(&ns, b"zero", b("z"), None).await.unwrap();
-    cached(&near, &ns, b"zero", &b("z")).await;
+    cached(&near, &ns, b"zero", &b("z"), GUARD).await;
     other
         .set(&ns, b"zero", b("z2"), Some(Duration::ZERO))
         .await

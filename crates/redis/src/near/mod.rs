@@ -1,5 +1,6 @@
 //! The near cache: the embedded engine ([`MemoryCache`]) in front of Redis, kept coherent with
-//! the server by the invalidations of a tracking connection (see [`tracking`]).
+//! the server by the invalidations of its tracking connections (see [`tracking`]; on a cluster,
+//! one per master, see [`cluster`]).
 //!
 //! Entries are keyed by `<enc>` (the namespace-qualified key of the `keys` module) in one
 //! namespace of the store, so an invalidation (a Redis value key) maps back to its entry without
@@ -7,10 +8,10 @@
 //!
 //! Three rules keep it from serving a value older than an acknowledged write by more than the
 //! invalidation's network latency:
-//! - **Epochs.** Entries are read and inserted only while the tracking connection of the current
-//!   epoch is confirmed (`CLIENT TRACKING` answered). Losing it sets the epoch to 0 and empties
-//!   the store before anything else can read it; a new connection empties it again, then sets a
-//!   new epoch.
+//! - **Epochs.** Entries are read and inserted only while the tracking connections of the
+//!   current epoch are all confirmed (`CLIENT TRACKING` answered). Losing any sets the epoch to 0
+//!   and empties the store before anything else can read it; a new round of connections empties
+//!   it again, then sets a new epoch.
 //! - **Fetches.** A read that may insert what it fetches registers before it sends its command
 //!   and remembers the key's generation, the flush count and the epoch. An invalidation bumps
 //!   the key's generation (a flush or a lost connection bumps the flush count), so a reply that
@@ -19,6 +20,7 @@
 //! - **Own writes.** This host's set, delete and fill drop the entry (and bump the generation of
 //!   fetches in flight) once Redis answered, before they return.
 
+pub(crate) mod cluster;
 pub(crate) mod tracking;
 
 use std::cell::RefCell;
@@ -93,17 +95,17 @@ pub(crate) struct Fetch<'a> {
 }
 
 impl Near {
-    /// A near cache of `capacity` bytes for values within `limits`, tracking through `client`
-    /// (which must speak RESP3); the tracking task starts at once.
+    /// A near cache of `capacity` bytes for values within `limits`, tracking `target` (its
+    /// clients speak RESP3); the tracking task starts at once.
     pub(crate) fn start(
         capacity: u64,
         limits: Limits,
-        client: redis::Client,
+        target: tracking::Target,
         op_timeout: Duration,
         counters: Arc<Counters>,
     ) -> Result<Arc<Self>> {
         let near = Self::new(capacity, limits, counters)?;
-        let task = tokio::spawn(tracking::track(client, op_timeout, Arc::downgrade(&near)));
+        let task = tokio::spawn(tracking::track(target, op_timeout, Arc::downgrade(&near)));
         *near.task.lock() = Some(task);
         Ok(near)
     }

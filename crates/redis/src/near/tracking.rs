@@ -1,6 +1,6 @@
 //! The source of the near cache's invalidations: one dedicated RESP3 connection with
-//! `CLIENT TRACKING ON BCAST PREFIX wc:`, reconnected with a short back-off until the backend
-//! is dropped.
+//! `CLIENT TRACKING ON BCAST PREFIX wc:` (on a cluster, one per master), reconnected with a
+//! short back-off until the backend is dropped.
 //!
 //! **Why broadcasting.** In the default tracking mode the server remembers which keys a
 //! connection read and invalidates only those, so every read the near cache may keep would have
@@ -18,10 +18,11 @@
 //! op timeout, or it fails. Invalidations are applied in the connection's push sender,
 //! synchronously, in the order the server sent them.
 //!
-//! **Cluster.** A cluster variant plugs in here: one such connection per master (the cluster
-//! client's RESP3 push sender), the near cache in use only while all of them are confirmed, and
-//! a new epoch whenever any one is replaced. The near cache itself ([`super::Near`]) only needs
-//! `up`, `down`, `failed`, `invalidate` and `invalidate_all`.
+//! **Cluster.** A key's invalidations come from the master serving its slot, so on a cluster
+//! each round (epoch) opens one such connection per master (see [`super::cluster`]), all of them
+//! sharing the epoch: the near cache is used only once every one is confirmed, and any one lost
+//! (or a change of the masters) ends the round for all, emptying the near cache. A server is the
+//! round of one connection; the connection's code is the same either way.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use tokio::sync::Notify;
 use wasi_cache_engine::Error;
 
 use super::Near;
+use super::cluster::{Masters, Node};
 use crate::counters::Counters;
 use crate::errors::{is_connection_error, map_redis_error, timeout_error};
 use crate::keys::{Keys, PREFIX};
@@ -39,24 +41,85 @@ use crate::keys::{Keys, PREFIX};
 /// Longest back-off between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// The tracking task: connect, confirm tracking, serve the connection until it is lost, and
+/// Where the tracking connections go.
+pub(crate) enum Target {
+    /// One server: a round is one connection.
+    Server(redis::Client),
+    /// A cluster: a round is one connection per master.
+    Cluster(Masters),
+}
+
+/// The connections of one epoch, all confirmed.
+struct Round {
+    /// Never empty: a server's one, or one per master (a cluster has at least one).
+    conns: Vec<MultiplexedConnection>,
+    /// The masters they go to (on a cluster), to notice a change.
+    masters: Vec<Node>,
+}
+
+impl Target {
+    /// Opens the connections of `epoch` and turns tracking on on each.
+    async fn connect(
+        &mut self,
+        op_timeout: Duration,
+        epoch: u64,
+        near: &Weak<Near>,
+        lost: &Arc<Notify>,
+    ) -> Result<Round, Error> {
+        let (clients, masters) = match self {
+            Self::Server(client) => (vec![client.clone()], Vec::new()),
+            Self::Cluster(cluster) => {
+                let masters = cluster.list(op_timeout).await?;
+                let clients = masters
+                    .iter()
+                    .map(|node| cluster.client(node))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                (clients, masters)
+            }
+        };
+        let conns = clients
+            .iter()
+            .map(|client| connect(client, op_timeout, epoch, near, lost));
+        let conns = futures::future::try_join_all(conns)
+            .await
+            .map_err(|e| refusal(&e))?;
+        Ok(Round { conns, masters })
+    }
+
+    /// Serves `round` until one of its connections is lost or (on a cluster) the masters
+    /// change; why it ended.
+    async fn serve(&mut self, round: Round, lost: &Notify, op_timeout: Duration) -> String {
+        let conns = round
+            .conns
+            .into_iter()
+            .map(|conn| Box::pin(serve(conn, lost, op_timeout)));
+        // `select_all` needs at least one: a round is never empty (see `Round::conns`).
+        let first_lost = futures::future::select_all(conns);
+        match self {
+            Self::Server(_) => first_lost.await.0,
+            Self::Cluster(cluster) => tokio::select! {
+                (why, _, _) = first_lost => why,
+                why = cluster.changed(&round.masters, op_timeout) => why,
+            },
+        }
+    }
+}
+
+/// The tracking task: connect, confirm tracking, serve the connections until one is lost, and
 /// again, until the near cache is dropped.
-pub(crate) async fn track(client: redis::Client, op_timeout: Duration, near: Weak<Near>) {
+pub(crate) async fn track(mut target: Target, op_timeout: Duration, near: Weak<Near>) {
     let mut backoff = Duration::from_millis(50);
-    // Whether a confirmed connection was lost: confirming the next one is a reconnect.
+    // Whether a confirmed round was lost: confirming the next one is a reconnect.
     let mut lost_one = false;
     for epoch in 1u64.. {
         let lost = Arc::new(Notify::new());
-        let outcome = tokio::time::timeout(
-            op_timeout,
-            connect(&client, op_timeout, epoch, &near, &lost),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(op_timeout, target.connect(op_timeout, epoch, &near, &lost)).await;
         let Some(strong) = near.upgrade() else {
             return;
         };
         match outcome {
-            Ok(Ok(conn)) => {
+            Ok(Ok(round)) => {
                 if lost_one {
                     Counters::bump(&strong.counters.reconnects);
                 }
@@ -64,7 +127,7 @@ pub(crate) async fn track(client: redis::Client, op_timeout: Duration, near: Wea
                 drop(strong);
                 lost_one = true;
                 backoff = Duration::from_millis(50);
-                let why = serve(conn, &lost, op_timeout).await;
+                let why = target.serve(round, &lost, op_timeout).await;
                 tracing::debug!("redis tracking connection lost: {why}");
                 match near.upgrade() {
                     Some(strong) => strong.down(epoch),
@@ -73,7 +136,7 @@ pub(crate) async fn track(client: redis::Client, op_timeout: Duration, near: Wea
             }
             Ok(Err(e)) => {
                 tracing::debug!("redis tracking connection refused: {e}");
-                strong.failed(refusal(&e));
+                strong.failed(e);
             }
             Err(_) => strong.failed(timeout_error(op_timeout)),
         }

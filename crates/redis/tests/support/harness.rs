@@ -1,5 +1,5 @@
 //! The contract suite's harness: backends on a `redis-server` of the case's own, over plain TCP
-//! or over TLS, or on the test binary's Redis Cluster.
+//! or over TLS, or on the test binary's Redis Cluster; with or without a near cache.
 
 use std::sync::Arc;
 
@@ -54,6 +54,17 @@ impl RedisHarness {
     pub fn cluster() -> Self {
         Self {
             config: RedisConfig::with_cluster(shared_cluster().seeds()),
+            _server: None,
+        }
+    }
+
+    /// Backends on the test binary's 3-master cluster, each with a near cache of `bytes`.
+    pub fn cluster_near(bytes: u64) -> Self {
+        Self {
+            config: RedisConfig {
+                near_cache: Some(bytes),
+                ..RedisConfig::with_cluster(shared_cluster().seeds())
+            },
             _server: None,
         }
     }

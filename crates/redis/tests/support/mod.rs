@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use wasi_cache_engine::{Error, GetOrSet, Vacancy};
+use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace, Vacancy};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
 use wasi_cache_redis_server::{RedisCluster, RedisServer};
 
@@ -78,7 +78,6 @@ pub async fn rendezvous(
     key: &[u8],
     guard: Duration,
 ) {
-    use wasi_cache_engine::Backend;
     let vacancy = vacant(holder.get_or_set(ns, key).await.expect("holder"), "holder");
     let before = waiter.stats().rendezvous_waits;
     let task = {
@@ -128,6 +127,54 @@ where
     let start = Instant::now();
     while !condition().await {
         assert!(start.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Polls `near`'s `get` of `key` until it answers `want`; fails unless that happens within
+/// `bound` of `since`.
+pub async fn seen_within(
+    near: &RedisBackend,
+    ns: &Namespace,
+    key: &[u8],
+    want: Option<Bytes>,
+    since: Instant,
+    bound: Duration,
+) {
+    loop {
+        let got = near.get(ns, key).await.unwrap();
+        // The time the read ended: what the message reports is what was checked.
+        let after = since.elapsed();
+        if got == want {
+            return;
+        }
+        assert!(
+            after < bound,
+            "{key:?} still {got:?} (not {want:?}) {after:?} after the write"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Reads `key` until a read is answered by the near cache (a near hit); panics after `guard`.
+pub async fn cached(
+    near: &RedisBackend,
+    ns: &Namespace,
+    key: &[u8],
+    want: &Bytes,
+    guard: Duration,
+) {
+    let start = Instant::now();
+    loop {
+        let before = near.stats().near_hits;
+        assert_eq!(near.get(ns, key).await.unwrap().as_ref(), Some(want));
+        if near.stats().near_hits > before {
+            return;
+        }
+        assert!(
+            start.elapsed() < guard,
+            "{key:?} never served from the near cache"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
