@@ -4,7 +4,7 @@
 
 #[cfg(not(feature = "golem-wit"))]
 wit_bindgen::generate!({
-    path: "../../../../wit",
+    path: "../../../../wit/p2",
     world: "wasi-cache:wit/cache",
     generate_all,
 });
