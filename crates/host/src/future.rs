@@ -4,14 +4,13 @@ use std::any::Any;
 use std::future::Future;
 use std::mem;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
-use wasmtime_wasi::p2::Pollable;
 
 use crate::budget::Held;
 use crate::error::{CacheError, panic_message};
@@ -148,6 +147,9 @@ pub struct HostFuture<T: Send + 'static> {
     /// Whether dropping the resource while pending cancels the call (not for writes).
     abort_on_drop: bool,
     _live: Option<Arc<LiveToken>>,
+    /// The one WASI 0.3 `get` awaiting the result, while it does: a second concurrent `get`
+    /// fails at once rather than wait (bounded work per future, and one waker to wake).
+    awaiter: Weak<()>,
 }
 
 /// The error a backend call that panicked resolves to (there should be none).
@@ -166,6 +168,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state: State::Ready(result),
             abort_on_drop: false,
             _live: None,
+            awaiter: Weak::new(),
         }
     }
 
@@ -238,6 +241,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state,
             abort_on_drop,
             _live: Some(token),
+            awaiter: Weak::new(),
         }
     }
 
@@ -281,31 +285,56 @@ impl<T: Send + 'static> HostFuture<T> {
         self.poll_now();
         !matches!(self.state, State::Running { .. })
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl<T: Send + 'static> Pollable for HostFuture<T> {
-    async fn ready(&mut self) {
+    /// Ready once the result is (a `wasi:io` pollable's `ready`, a WASI 0.3 `get`'s wait):
+    /// polls the call itself, outside tokio's cooperative budget, and otherwise registers
+    /// `cx` to be woken when the call's task finishes it.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let State::Running { shared, .. } = &self.state else {
-            return;
+            return Poll::Ready(());
         };
-        std::future::poll_fn(|cx| {
-            let mut shared = shared.lock();
-            let wakers = shared.drive_for_guest();
-            let ready = shared.result.is_some();
-            if !ready {
-                shared.reader = Some(cx.waker().clone());
+        let mut shared = shared.lock();
+        let wakers = shared.drive_for_guest();
+        let ready = shared.result.is_some();
+        if !ready {
+            shared.reader = Some(cx.waker().clone());
+        }
+        drop(shared);
+        wake(wakers);
+        if ready {
+            self.poll_now();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// A WASI 0.3 `get` by `awaiter` (held for as long as that call waits): the result once
+    /// ready; then an error saying it was already taken; an error at once while another `get`
+    /// awaits it.
+    pub(crate) fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        awaiter: &Arc<()>,
+    ) -> Poll<Result<T, CacheError>> {
+        match self.awaiter.upgrade() {
+            Some(other) if !Arc::ptr_eq(&other, awaiter) => {
+                return Poll::Ready(Err(CacheError::new(format!(
+                    "{}: another get of this future is waiting for its result; a future's \
+                     result can be read only once",
+                    self.op
+                ))));
             }
-            drop(shared);
-            wake(wakers);
-            if ready {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        self.poll_now();
+            Some(_) => {}
+            None => self.awaiter = Arc::downgrade(awaiter),
+        }
+        match self.poll_ready(cx) {
+            Poll::Ready(()) => Poll::Ready(
+                self.take()
+                    .unwrap_or_else(|| Err(CacheError::new(format!("{}: no result", self.op)))),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -327,6 +356,8 @@ impl<T: Send + 'static> Drop for HostFuture<T> {
 
 #[cfg(test)]
 mod tests {
+    use wasmtime_wasi::p2::Pollable;
+
     use super::*;
 
     fn live() -> Arc<AtomicUsize> {

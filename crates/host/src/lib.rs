@@ -93,7 +93,10 @@ mod budget;
 mod ctx;
 mod error;
 mod future;
-mod host;
+mod guard;
+mod ops;
+pub mod p2;
+pub mod p3;
 mod state;
 mod value;
 
@@ -103,62 +106,7 @@ pub use error::CacheError;
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
+/// The WASI 0.2 flavour's linking and bindings at the crate root, as before there were two.
+pub use p2::{add_to_linker, add_to_linker_with, bindings};
 pub use state::WasiCacheState;
 pub use value::{Bucket, Entry, IncomingValue, OutgoingValue, PendingVacancy};
-
-/// Bindings generated from the project's WIT (`wit/` at the repository root).
-#[allow(missing_docs)]
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "wasi-cache:wit/cache",
-        // Only the body write that fills a vacancy waits (for the backend's fill); every other
-        // function returns at once, so it is a plain synchronous import: a guest's get is then
-        // a handful of cheap calls rather than a handful of async host calls.
-        imports: {
-            default: trappable,
-            "wasi:keyvalue/types.[method]outgoing-value.outgoing-value-write-body-sync": async | trappable,
-        },
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:keyvalue/wasi-keyvalue-error.error": crate::CacheError,
-            "wasi:keyvalue/types.bucket": crate::Bucket,
-            "wasi:keyvalue/types.outgoing-value": crate::OutgoingValue,
-            "wasi:keyvalue/types.incoming-value": crate::IncomingValue,
-            "wasi:keyvalue/cache.future-get-result": crate::FutureGetResult,
-            "wasi:keyvalue/cache.future-exists-result": crate::FutureExistsResult,
-            "wasi:keyvalue/cache.future-result": crate::FutureResult,
-            "wasi:keyvalue/cache.future-get-or-set-result": crate::FutureGetOrSetResult,
-            "wasi:keyvalue/cache.vacancy": crate::PendingVacancy,
-        },
-    });
-}
-
-use wasmtime::component::{HasData, Linker};
-
-/// Adds `wasi:keyvalue/{types, wasi-keyvalue-error, cache}@0.1.0` to `linker`.
-///
-/// `wasi:io` must be linked too, from wasmtime-wasi (e.g. `wasmtime_wasi::p2::add_to_linker_async`).
-/// Guests importing any `wasi:io@0.2.x` link, by semver.
-pub fn add_to_linker<T: WasiCacheView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    add_to_linker_with(linker, T::cache)
-}
-
-/// Like [`add_to_linker`], with an explicit accessor from the store's data to the cache state.
-pub fn add_to_linker_with<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> WasiCacheCtxView<'_>,
-) -> wasmtime::Result<()> {
-    use bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
-    wasi_keyvalue_error::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    types::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    cache::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    Ok(())
-}
-
-/// The [`HasData`] marker that lends the generated bindings a [`WasiCacheCtxView`].
-struct HasWasiCache;
-
-impl HasData for HasWasiCache {
-    type Data<'a> = WasiCacheCtxView<'a>;
-}

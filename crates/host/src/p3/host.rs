@@ -1,0 +1,269 @@
+//! The WASI 0.3 host functions of `cache`, `types` and `wasi-keyvalue-error`: the shared
+//! operations ([`crate::ops`]) behind `async get`s that wait for the backend call, and
+//! `stream<u8>` bodies.
+
+use std::sync::Arc;
+
+use wasmtime::Result;
+use wasmtime::component::{Access, Accessor, Resource, StreamReader};
+
+use super::bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
+use super::streams::BodyConsumer;
+use crate::ctx::{HasWasiCache, WasiCacheCtxView};
+use crate::error::CacheError;
+use crate::future::{
+    FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
+};
+use crate::guard::{guarded, guarded_async};
+use crate::ops::{EntryResource, GuestResult};
+use crate::value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
+
+/// An `async get`: waits for the call behind `future` (a second `get` awaiting it at the same
+/// time gets an error at once), then hands over its result with `deliver`.
+async fn await_get<U, T: Send + 'static, R>(
+    store: &Accessor<U, HasWasiCache>,
+    future: &Resource<HostFuture<T>>,
+    deliver: impl Fn(&mut WasiCacheCtxView<'_>, Result<T, CacheError>) -> GuestResult<R>,
+) -> GuestResult<R> {
+    let awaiter = Arc::new(());
+    std::future::poll_fn(|cx| {
+        store.with(|mut access| {
+            let mut view = access.get();
+            match view.table.get_mut(future)?.poll_take(cx, &awaiter) {
+                std::task::Poll::Ready(result) => {
+                    std::task::Poll::Ready(deliver(&mut view, result))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        })
+    })
+    .await
+}
+
+impl wasi_keyvalue_error::Host for WasiCacheCtxView<'_> {}
+
+impl wasi_keyvalue_error::HostError for WasiCacheCtxView<'_> {
+    fn trace(&mut self, err: Resource<CacheError>) -> Result<String> {
+        guarded("error.trace", || WasiCacheCtxView::trace(self, &err))
+    }
+
+    fn drop(&mut self, err: Resource<CacheError>) -> Result<()> {
+        guarded("error.drop", || self.delete(err))
+    }
+}
+
+impl types::Host for WasiCacheCtxView<'_> {}
+
+impl types::HostBucket for WasiCacheCtxView<'_> {
+    fn open_bucket(&mut self, name: String) -> GuestResult<Resource<Bucket>> {
+        guarded("open-bucket", || WasiCacheCtxView::open_bucket(self, name))
+    }
+
+    fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
+        guarded("bucket.drop", || self.delete(bucket))
+    }
+}
+
+impl types::HostOutgoingValue for WasiCacheCtxView<'_> {
+    fn new_outgoing_value(&mut self) -> Result<Resource<OutgoingValue>> {
+        guarded("new-outgoing-value", || {
+            WasiCacheCtxView::new_outgoing_value(self)
+        })
+    }
+
+    async fn outgoing_value_write_body_sync(
+        &mut self,
+        value: Resource<OutgoingValue>,
+        body: Vec<u8>,
+    ) -> GuestResult<()> {
+        guarded_async(
+            "outgoing-value-write-body-sync",
+            self.write_body_sync(&value, body),
+        )
+        .await
+    }
+
+    fn drop(&mut self, value: Resource<OutgoingValue>) -> Result<()> {
+        guarded("outgoing-value.drop", || self.delete(value))
+    }
+}
+
+impl<U> types::HostOutgoingValueWithStore<U> for HasWasiCache {
+    fn outgoing_value_write_body_async(
+        mut store: Access<'_, U, Self>,
+        value: Resource<OutgoingValue>,
+        mut data: StreamReader<u8>,
+    ) -> GuestResult<()> {
+        guarded("outgoing-value-write-body-async", || {
+            let view = store.get();
+            let (limits, budget) = (view.ctx.limits, view.ctx.budget.clone());
+            let body = view.table.get_mut(&value)?.write_async(&limits, &budget);
+            match body {
+                Ok(body) => {
+                    data.pipe(&mut store, BodyConsumer(body))?;
+                    Ok(Ok(()))
+                }
+                Err(err) => {
+                    data.close(&mut store)?;
+                    store.get().guest(Err(err))
+                }
+            }
+        })
+    }
+}
+
+impl types::HostIncomingValue for WasiCacheCtxView<'_> {
+    fn incoming_value_consume_sync(
+        &mut self,
+        value: Resource<IncomingValue>,
+    ) -> GuestResult<Vec<u8>> {
+        guarded("incoming-value-consume-sync", || self.consume_sync(&value))
+    }
+
+    fn incoming_value_size(&mut self, value: Resource<IncomingValue>) -> GuestResult<u64> {
+        guarded("incoming-value-size", || self.value_size(&value))
+    }
+
+    fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
+        guarded("incoming-value.drop", || self.delete(value))
+    }
+}
+
+impl<U> types::HostIncomingValueWithStore<U> for HasWasiCache {
+    fn incoming_value_consume_async(
+        mut store: Access<'_, U, Self>,
+        value: Resource<IncomingValue>,
+    ) -> GuestResult<StreamReader<u8>> {
+        guarded("incoming-value-consume-async", || {
+            let reader = store.get().table.get(&value)?.reader();
+            Ok(Ok(StreamReader::new(&mut store, reader)?))
+        })
+    }
+}
+
+impl cache::Host for WasiCacheCtxView<'_> {
+    fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
+        guarded("get", || WasiCacheCtxView::get(self, k))
+    }
+
+    fn exists(&mut self, k: String) -> Result<Resource<FutureExistsResult>> {
+        guarded("exists", || WasiCacheCtxView::exists(self, k))
+    }
+
+    fn set(
+        &mut self,
+        k: String,
+        v: Resource<OutgoingValue>,
+        ttl_ms: Option<u32>,
+    ) -> Result<Resource<FutureResult>> {
+        guarded("set", || WasiCacheCtxView::set(self, k, &v, ttl_ms))
+    }
+
+    fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
+        guarded("get-or-set", || WasiCacheCtxView::get_or_set(self, k))
+    }
+
+    fn delete(&mut self, k: String) -> Result<Resource<FutureResult>> {
+        guarded("delete", || self.delete_key(k))
+    }
+}
+
+impl cache::HostFutureGetResult for WasiCacheCtxView<'_> {
+    fn drop(&mut self, future: Resource<FutureGetResult>) -> Result<()> {
+        guarded("future-get-result.drop", || self.delete(future))
+    }
+}
+
+impl<U> cache::HostFutureGetResultWithStore<U> for HasWasiCache {
+    async fn get(
+        store: &Accessor<U, Self>,
+        future: Resource<FutureGetResult>,
+    ) -> GuestResult<Option<Resource<IncomingValue>>> {
+        guarded_async(
+            "future-get-result.get",
+            await_get(store, &future, |view: &mut WasiCacheCtxView<'_>, result| {
+                view.get_result(result)
+            }),
+        )
+        .await
+    }
+}
+
+impl cache::HostFutureExistsResult for WasiCacheCtxView<'_> {
+    fn drop(&mut self, future: Resource<FutureExistsResult>) -> Result<()> {
+        guarded("future-exists-result.drop", || self.delete(future))
+    }
+}
+
+impl<U> cache::HostFutureExistsResultWithStore<U> for HasWasiCache {
+    async fn get(
+        store: &Accessor<U, Self>,
+        future: Resource<FutureExistsResult>,
+    ) -> GuestResult<bool> {
+        guarded_async(
+            "future-exists-result.get",
+            await_get(store, &future, |view: &mut WasiCacheCtxView<'_>, result| {
+                view.guest(result)
+            }),
+        )
+        .await
+    }
+}
+
+impl cache::HostFutureResult for WasiCacheCtxView<'_> {
+    fn drop(&mut self, future: Resource<FutureResult>) -> Result<()> {
+        guarded("future-result.drop", || self.delete(future))
+    }
+}
+
+impl<U> cache::HostFutureResultWithStore<U> for HasWasiCache {
+    async fn get(store: &Accessor<U, Self>, future: Resource<FutureResult>) -> GuestResult<()> {
+        guarded_async(
+            "future-result.get",
+            await_get(store, &future, |view: &mut WasiCacheCtxView<'_>, result| {
+                view.guest(result)
+            }),
+        )
+        .await
+    }
+}
+
+impl cache::HostFutureGetOrSetResult for WasiCacheCtxView<'_> {
+    fn drop(&mut self, future: Resource<FutureGetOrSetResult>) -> Result<()> {
+        guarded("future-get-or-set-result.drop", || self.delete(future))
+    }
+}
+
+impl<U> cache::HostFutureGetOrSetResultWithStore<U> for HasWasiCache {
+    async fn get(
+        store: &Accessor<U, Self>,
+        future: Resource<FutureGetOrSetResult>,
+    ) -> GuestResult<cache::GetOrSetEntry> {
+        guarded_async(
+            "future-get-or-set-result.get",
+            await_get(store, &future, |view: &mut WasiCacheCtxView<'_>, result| {
+                Ok(view.get_or_set_result(result)?.map(|entry| match entry {
+                    EntryResource::Occupied(value) => cache::GetOrSetEntry::Occupied(value),
+                    EntryResource::Vacant(vacancy) => cache::GetOrSetEntry::Vacant(vacancy),
+                }))
+            }),
+        )
+        .await
+    }
+}
+
+impl cache::HostVacancy for WasiCacheCtxView<'_> {
+    fn vacancy_fill(
+        &mut self,
+        vacancy: Resource<PendingVacancy>,
+        ttl_ms: Option<u32>,
+    ) -> Result<Resource<OutgoingValue>> {
+        guarded("vacancy-fill", || {
+            WasiCacheCtxView::vacancy_fill(self, &vacancy, ttl_ms)
+        })
+    }
+
+    fn drop(&mut self, vacancy: Resource<PendingVacancy>) -> Result<()> {
+        guarded("vacancy.drop", || self.delete(vacancy))
+    }
+}
