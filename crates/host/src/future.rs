@@ -4,8 +4,8 @@ use std::any::Any;
 use std::future::Future;
 use std::mem;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
@@ -147,9 +147,10 @@ pub struct HostFuture<T: Send + 'static> {
     /// Whether dropping the resource while pending cancels the call (not for writes).
     abort_on_drop: bool,
     _live: Option<Arc<LiveToken>>,
-    /// The one WASI 0.3 `get` awaiting the result, while it does: a second concurrent `get`
-    /// fails at once rather than wait (bounded work per future, and one waker to wake).
-    awaiter: Weak<()>,
+    /// The ticket of the latest WASI 0.3 `get`: only it waits for the result. A `get` that
+    /// comes while another waits takes over (the earlier one, perhaps cancelled by the guest,
+    /// gets an error): one waker per future, whatever the guest does.
+    reader_ticket: u64,
 }
 
 /// The error a backend call that panicked resolves to (there should be none).
@@ -168,7 +169,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state: State::Ready(result),
             abort_on_drop: false,
             _live: None,
-            awaiter: Weak::new(),
+            reader_ticket: 0,
         }
     }
 
@@ -241,7 +242,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state,
             abort_on_drop,
             _live: Some(token),
-            awaiter: Weak::new(),
+            reader_ticket: 0,
         }
     }
 
@@ -309,24 +310,31 @@ impl<T: Send + 'static> HostFuture<T> {
         }
     }
 
-    /// A WASI 0.3 `get` by `awaiter` (held for as long as that call waits): the result once
-    /// ready; then an error saying it was already taken; an error at once while another `get`
-    /// awaits it.
+    /// A WASI 0.3 `get`, `ticket` being its own (`None` on its first poll): the result once
+    /// ready; then an error saying it was already taken; an error once a later `get` took over.
     pub(crate) fn poll_take(
         &mut self,
         cx: &mut Context<'_>,
-        awaiter: &Arc<()>,
+        ticket: &mut Option<u64>,
     ) -> Poll<Result<T, CacheError>> {
-        match self.awaiter.upgrade() {
-            Some(other) if !Arc::ptr_eq(&other, awaiter) => {
+        match *ticket {
+            None => {
+                self.reader_ticket += 1;
+                *ticket = Some(self.reader_ticket);
+                // The get it takes over from returns (with an error) rather than wait forever.
+                if let State::Running { shared, .. } = &self.state {
+                    let earlier = shared.lock().reader.take();
+                    earlier.into_iter().for_each(Waker::wake);
+                }
+            }
+            Some(mine) if mine != self.reader_ticket => {
                 return Poll::Ready(Err(CacheError::new(format!(
-                    "{}: another get of this future is waiting for its result; a future's \
-                     result can be read only once",
+                    "{}: another get of this future took over while this one waited; a \
+                     future's result is read by one get",
                     self.op
                 ))));
             }
             Some(_) => {}
-            None => self.awaiter = Arc::downgrade(awaiter),
         }
         match self.poll_ready(cx) {
             Poll::Ready(()) => Poll::Ready(

@@ -2,8 +2,6 @@
 //! operations ([`crate::ops`]) behind `async get`s that wait for the backend call, and
 //! `stream<u8>` bodies.
 
-use std::sync::Arc;
-
 use wasmtime::Result;
 use wasmtime::component::{Access, Accessor, Resource, StreamReader};
 
@@ -18,18 +16,18 @@ use crate::guard::{guarded, guarded_async};
 use crate::ops::{EntryResource, GuestResult};
 use crate::value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
 
-/// An `async get`: waits for the call behind `future` (a second `get` awaiting it at the same
-/// time gets an error at once), then hands over its result with `deliver`.
+/// An `async get`: waits for the call behind `future` (unless a later `get` of it takes over),
+/// then hands over its result with `deliver`.
 async fn await_get<U, T: Send + 'static, R>(
     store: &Accessor<U, HasWasiCache>,
     future: &Resource<HostFuture<T>>,
     deliver: impl Fn(&mut WasiCacheCtxView<'_>, Result<T, CacheError>) -> GuestResult<R>,
 ) -> GuestResult<R> {
-    let awaiter = Arc::new(());
+    let mut ticket = None;
     std::future::poll_fn(|cx| {
         store.with(|mut access| {
             let mut view = access.get();
-            match view.table.get_mut(future)?.poll_take(cx, &awaiter) {
+            match view.table.get_mut(future)?.poll_take(cx, &mut ticket) {
                 std::task::Poll::Ready(result) => {
                     std::task::Poll::Ready(deliver(&mut view, result))
                 }

@@ -4,7 +4,7 @@
 
 use futures::future::{Either, join_all, select};
 
-use super::{GetOrSetEntry, OutgoingValue, cache, say, set};
+use super::{GetOrSetEntry, OutgoingValue, cache, fill, say, set};
 
 /// Holds futures until the live-future cap refuses one; then drops them and starts again.
 pub async fn live_cap(cap: usize) {
@@ -16,16 +16,25 @@ pub async fn live_cap(cap: usize) {
     say("after dropping: ok");
 }
 
-/// Two gets of one future at once: one gets the result, the other an error at once.
+/// Two gets of one pending future at once (a get-or-set waiting for this instance's own
+/// vacancy): one gets the result, the other an error at once.
 pub async fn double_get() {
-    set("dg", b"x", None).await;
-    let future = cache::get("dg");
-    let (a, b) = futures::join!(future.get(), future.get());
+    let GetOrSetEntry::Vacant(vacancy) = cache::get_or_set("dg").get().await.unwrap() else {
+        panic!("dg: expected a vacancy")
+    };
+    let future = cache::get_or_set("dg");
+    let fill_later = async {
+        for _ in 0..20 {
+            wit_bindgen::yield_async().await;
+        }
+        fill(vacancy, b"x");
+    };
+    let (a, b, ()) = futures::join!(future.get(), future.get(), fill_later);
     let (ok, err) = match (a, b) {
         (Ok(value), Err(err)) | (Err(err), Ok(value)) => (value, err),
         (a, b) => panic!("expected one value and one error, got {:?} and {:?}", a.is_ok(), b.is_ok()),
     };
-    assert!(ok.is_some());
+    assert!(matches!(ok, GetOrSetEntry::Occupied(_)));
     say(&format!("second get: {}", err.trace()));
 }
 
@@ -44,12 +53,13 @@ pub async fn cancel_get(key: &str) {
         Either::Right(((), waiting)) => drop(waiting),
     }
     say("cancelled");
-    match future.get().await.unwrap() {
-        GetOrSetEntry::Occupied(value) => {
+    match future.get().await {
+        Err(err) => say(&format!("error {}", err.trace())),
+        Ok(GetOrSetEntry::Occupied(value)) => {
             let value = value.incoming_value_consume_sync().unwrap();
             say(&format!("occupied {}", String::from_utf8(value).unwrap()));
         }
-        GetOrSetEntry::Vacant(_) => say("vacant"),
+        Ok(GetOrSetEntry::Vacant(_)) => say("vacant"),
     }
 }
 

@@ -122,10 +122,15 @@ fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
 }
 
-/// Writes `body` into `value` through a `stream<u8>`, closing it at the end.
-async fn write_stream(value: &OutgoingValue, body: Vec<u8>) {
-    let (mut tx, rx) = wit_stream::new();
+/// Starts `value`'s body as a `stream<u8>`: the writable end.
+fn body_stream(value: &OutgoingValue) -> wit_bindgen::StreamWriter<u8> {
+    let (tx, rx) = wit_stream::new();
     value.outgoing_value_write_body_async(rx).unwrap();
+    tx
+}
+
+/// Writes `body` through `tx` and closes it.
+async fn write_all(mut tx: wit_bindgen::StreamWriter<u8>, body: Vec<u8>) {
     let rest = tx.write_all(body).await;
     assert!(rest.is_empty(), "{} bytes not written", rest.len());
 }
@@ -133,9 +138,10 @@ async fn write_stream(value: &OutgoingValue, body: Vec<u8>) {
 async fn streams(size: usize) {
     let body = pattern(size);
     let out = OutgoingValue::new_outgoing_value();
-    // The set waits for the stream's end; both run at once.
+    // The set, started once the body is a stream, waits for the stream's end.
+    let tx = body_stream(&out);
     let set = cache::set("big", &out, None);
-    write_stream(&out, body.clone()).await;
+    write_all(tx, body.clone()).await;
     set.get().await.unwrap();
     let value = cache::get("big").get().await.unwrap().unwrap();
     assert_eq!(value.incoming_value_size().unwrap(), size as u64);
@@ -145,7 +151,7 @@ async fn streams(size: usize) {
     let GetOrSetEntry::Vacant(vacancy) = cache::get_or_set("filled").get().await.unwrap() else {
         panic!("filled: expected a vacancy")
     };
-    write_stream(&vacancy.vacancy_fill(None), body.clone()).await;
+    write_all(body_stream(&vacancy.vacancy_fill(None)), body.clone()).await;
     let GetOrSetEntry::Occupied(value) = cache::get_or_set("filled").get().await.unwrap() else {
         panic!("filled: expected its value")
     };
@@ -241,9 +247,8 @@ async fn limits(max_key: usize, max_value: usize) {
     let err = out.outgoing_value_write_body_sync(&big).unwrap_err().trace();
     say(&format!("big value: {err}"));
     let out = OutgoingValue::new_outgoing_value();
+    let mut tx = body_stream(&out);
     let set = cache::set("big", &out, None);
-    let (mut tx, rx) = wit_stream::new();
-    out.outgoing_value_write_body_async(rx).unwrap();
     let rest = tx.write_all(big).await;
     drop(tx);
     say(&format!("big stream: {} bytes refused", rest.len()));
