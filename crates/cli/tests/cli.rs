@@ -213,7 +213,7 @@ fn component_without_run_export_is_an_error() {
     let path = scratch("no-run.wasm", &wat::parse_str("(component)").unwrap());
     assert_setup_error(
         &wasi_cache([Path::new("run"), &path]),
-        "is not a wasi:cli/command component",
+        "is not a wasi:cli/command component: it must export wasi:cli/run@0.2.x (a WASI 0.2 command) or wasi:cli/run@0.3.0 (a WASI 0.3 command); it exports nothing",
     );
 }
 
