@@ -217,6 +217,25 @@ fn component_without_run_export_is_an_error() {
     );
 }
 
+/// A component whose exports are not a command's: the one error line names what it exports.
+#[test]
+fn component_exporting_something_else_is_named() {
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $thing (export "f" (func $f)))
+            (export "example:thing/api@1.0.0" (instance $thing)))"#,
+    )
+    .unwrap();
+    let path = scratch("other-export.wasm", &component);
+    assert_setup_error(
+        &wasi_cache([Path::new("run"), &path]),
+        "it exports example:thing/api@1.0.0",
+    );
+}
+
 #[test]
 fn invalid_component_is_an_error() {
     // The component header followed by garbage.
