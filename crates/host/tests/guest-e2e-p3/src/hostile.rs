@@ -32,7 +32,11 @@ pub async fn double_get() {
     let (a, b, ()) = futures::join!(future.get(), future.get(), fill_later);
     let (ok, err) = match (a, b) {
         (Ok(value), Err(err)) | (Err(err), Ok(value)) => (value, err),
-        (a, b) => panic!("expected one value and one error, got {:?} and {:?}", a.is_ok(), b.is_ok()),
+        (a, b) => panic!(
+            "expected one value and one error, got {:?} and {:?}",
+            a.is_ok(),
+            b.is_ok()
+        ),
     };
     assert!(matches!(ok, GetOrSetEntry::Occupied(_)));
     say(&format!("second get: {}", err.trace()));
@@ -111,8 +115,13 @@ pub async fn flood(n: usize) {
         drop(cache::set(&key, &out, None));
         drop(cache::delete(&key));
     }
-    let futures: Vec<_> = (0..n.min(1000)).map(|i| cache::get(&format!("f{}", i % 64))).collect();
+    let futures: Vec<_> = (0..n.min(1000))
+        .map(|i| cache::get(&format!("f{}", i % 64)))
+        .collect();
     let results = join_all(futures.iter().map(|f| f.get())).await;
     let errors = results.iter().filter(|r| r.is_err()).count();
-    say(&format!("flooded {n}; awaited {} ({errors} errors)", results.len()));
+    say(&format!(
+        "flooded {n}; awaited {} ({errors} errors)",
+        results.len()
+    ));
 }

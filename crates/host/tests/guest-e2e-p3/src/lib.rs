@@ -244,7 +244,10 @@ async fn limits(max_key: usize, max_value: usize) {
     say(&format!("long key get-or-set: {err}"));
     let big = vec![1; max_value + 1];
     let out = OutgoingValue::new_outgoing_value();
-    let err = out.outgoing_value_write_body_sync(&big).unwrap_err().trace();
+    let err = out
+        .outgoing_value_write_body_sync(&big)
+        .unwrap_err()
+        .trace();
     say(&format!("big value: {err}"));
     let out = OutgoingValue::new_outgoing_value();
     let mut tx = body_stream(&out);
