@@ -33,6 +33,7 @@ impl exports::wasi::cli::run::Guest for Command {
             "wait-and-fill" => wait_and_fill(arg(2), arg(3)).await,
             "hold" => hold(arg(2), arg(3)).await,
             "read" => read(arg(2)).await,
+            "get-loop" => get_loop(arg(2), num(3)).await,
             "limits" => limits(num(2), num(3)).await,
             "live-cap" => hostile::live_cap(num(2)).await,
             "double-get" => hostile::double_get().await,
@@ -194,8 +195,9 @@ async fn wait_and_fill(key: &str, body: &str) {
     }
 }
 
-/// Takes the vacancy of `key`, says so, then `then`: `drop` it, `trap`, `exit` holding it,
-/// or `sleep` past the vacancy timeout and then try to fill it.
+/// Takes the vacancy of `key`, says so, then `then`: `drop` it, `trap`, `stream-trap` (trap
+/// halfway through a streamed fill), `exit` holding it, or `sleep` past the vacancy timeout and
+/// then try to fill it.
 async fn hold(key: &str, then: &str) {
     let GetOrSetEntry::Vacant(vacancy) = cache::get_or_set(key).get().await.unwrap() else {
         panic!("{key}: expected a vacancy")
@@ -209,6 +211,13 @@ async fn hold(key: &str, then: &str) {
         }
         "trap" => {
             say("trapping");
+            core::arch::wasm32::unreachable();
+        }
+        "stream-trap" => {
+            let mut tx = body_stream(&vacancy.vacancy_fill(None));
+            let rest = tx.write_all(b"partial".to_vec()).await;
+            assert!(rest.is_empty());
+            say("trapping mid-stream");
             core::arch::wasm32::unreachable();
         }
         "exit" => {
@@ -258,4 +267,14 @@ async fn limits(max_key: usize, max_value: usize) {
     let err = set.get().await.unwrap_err().trace();
     say(&format!("big stream set: {err}"));
     assert_eq!(get("big").await, None);
+}
+
+/// `n` gets of `key` (a hit), each read whole: the loop the flavours bench times.
+async fn get_loop(key: &str, n: usize) {
+    let mut total = 0;
+    for _ in 0..n {
+        let value = cache::get(key).get().await.unwrap().expect("a hit");
+        total += value.incoming_value_consume_sync().unwrap().len();
+    }
+    say(&format!("read {total}"));
 }
