@@ -115,6 +115,7 @@ mod guard;
 mod ops;
 pub mod p2;
 pub mod p3;
+mod shared_impls;
 mod state;
 mod value;
 

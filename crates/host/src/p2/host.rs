@@ -6,7 +6,7 @@ use wasmtime::Result;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable};
 
-use super::bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
+use super::bindings::wasi::keyvalue::{cache, types};
 use crate::ctx::WasiCacheCtxView;
 use crate::error::CacheError;
 use crate::future::{
@@ -14,7 +14,7 @@ use crate::future::{
 };
 use crate::guard::{guarded, guarded_async};
 use crate::ops::{EntryResource, GuestResult};
-use crate::value::{Bucket, IncomingValue, OutgoingValue, PendingVacancy};
+use crate::value::{IncomingValue, OutgoingValue};
 
 impl WasiCacheCtxView<'_> {
     /// A `…-get`: `None` while the call is pending, then its result once.
@@ -34,30 +34,6 @@ impl WasiCacheCtxView<'_> {
         future: Resource<HostFuture<T>>,
     ) -> Result<Resource<DynPollable>> {
         wasmtime_wasi::p2::subscribe(self.table, future)
-    }
-}
-
-impl wasi_keyvalue_error::Host for WasiCacheCtxView<'_> {}
-
-impl wasi_keyvalue_error::HostError for WasiCacheCtxView<'_> {
-    fn trace(&mut self, err: Resource<CacheError>) -> Result<String> {
-        guarded("error.trace", || WasiCacheCtxView::trace(self, &err))
-    }
-
-    fn drop(&mut self, err: Resource<CacheError>) -> Result<()> {
-        guarded("error.drop", || self.delete(err))
-    }
-}
-
-impl types::Host for WasiCacheCtxView<'_> {}
-
-impl types::HostBucket for WasiCacheCtxView<'_> {
-    fn open_bucket(&mut self, name: String) -> GuestResult<Resource<Bucket>> {
-        guarded("open-bucket", || WasiCacheCtxView::open_bucket(self, name))
-    }
-
-    fn drop(&mut self, bucket: Resource<Bucket>) -> Result<()> {
-        guarded("bucket.drop", || self.delete(bucket))
     }
 }
 
@@ -126,33 +102,6 @@ impl types::HostIncomingValue for WasiCacheCtxView<'_> {
 
     fn drop(&mut self, value: Resource<IncomingValue>) -> Result<()> {
         guarded("incoming-value.drop", || self.delete(value))
-    }
-}
-
-impl cache::Host for WasiCacheCtxView<'_> {
-    fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
-        guarded("get", || WasiCacheCtxView::get(self, k))
-    }
-
-    fn exists(&mut self, k: String) -> Result<Resource<FutureExistsResult>> {
-        guarded("exists", || WasiCacheCtxView::exists(self, k))
-    }
-
-    fn set(
-        &mut self,
-        k: String,
-        v: Resource<OutgoingValue>,
-        ttl_ms: Option<u32>,
-    ) -> Result<Resource<FutureResult>> {
-        guarded("set", || WasiCacheCtxView::set(self, k, &v, ttl_ms))
-    }
-
-    fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
-        guarded("get-or-set", || WasiCacheCtxView::get_or_set(self, k))
-    }
-
-    fn delete(&mut self, k: String) -> Result<Resource<FutureResult>> {
-        guarded("delete", || self.delete_key(k))
     }
 }
 
@@ -247,18 +196,4 @@ impl cache::HostFutureGetOrSetResult for WasiCacheCtxView<'_> {
     }
 }
 
-impl cache::HostVacancy for WasiCacheCtxView<'_> {
-    fn vacancy_fill(
-        &mut self,
-        vacancy: Resource<PendingVacancy>,
-        ttl_ms: Option<u32>,
-    ) -> Result<Resource<OutgoingValue>> {
-        guarded("vacancy-fill", || {
-            WasiCacheCtxView::vacancy_fill(self, &vacancy, ttl_ms)
-        })
-    }
-
-    fn drop(&mut self, vacancy: Resource<PendingVacancy>) -> Result<()> {
-        guarded("vacancy.drop", || self.delete(vacancy))
-    }
-}
+crate::shared_impls::impl_shared_hosts!(super::bindings);

@@ -10,9 +10,8 @@ mod streams;
 /// Bindings generated from the project's WASI 0.3 WIT (`wit/p3` at the repository root).
 #[allow(missing_docs)]
 pub mod bindings {
-    wasmtime::component::bindgen!({
+    crate::shared_impls::cache_bindgen!(
         path: "../../wit/p3",
-        world: "wasi-cache:wit/cache",
         imports: {
             // Waits for the backend's fill when the value fills a vacancy, as in 0.2.
             "wasi:keyvalue/types.[method]outgoing-value.outgoing-value-write-body-sync": async | trappable,
@@ -26,22 +25,13 @@ pub mod bindings {
             default: trappable,
         },
         with: {
-            "wasi:keyvalue/wasi-keyvalue-error.error": crate::CacheError,
-            "wasi:keyvalue/types.bucket": crate::Bucket,
-            "wasi:keyvalue/types.outgoing-value": crate::OutgoingValue,
-            "wasi:keyvalue/types.incoming-value": crate::IncomingValue,
-            "wasi:keyvalue/cache.future-get-result": crate::FutureGetResult,
-            "wasi:keyvalue/cache.future-exists-result": crate::FutureExistsResult,
-            "wasi:keyvalue/cache.future-result": crate::FutureResult,
-            "wasi:keyvalue/cache.future-get-or-set-result": crate::FutureGetOrSetResult,
-            "wasi:keyvalue/cache.vacancy": crate::PendingVacancy,
-        },
-    });
+        }
+    );
 }
 
 use wasmtime::component::Linker;
 
-use crate::ctx::{HasWasiCache, WasiCacheCtxView, WasiCacheView};
+use crate::ctx::{WasiCacheCtxView, WasiCacheView};
 
 /// Adds the WASI 0.3 `wasi:keyvalue/{types, wasi-keyvalue-error, cache}@0.1.0` to `linker`.
 ///
@@ -56,9 +46,5 @@ pub fn add_to_linker_with<T: Send + 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> WasiCacheCtxView<'_>,
 ) -> wasmtime::Result<()> {
-    use bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
-    wasi_keyvalue_error::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    types::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    cache::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    Ok(())
+    crate::shared_impls::link_interfaces!(bindings, linker, get)
 }
