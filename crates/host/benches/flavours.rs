@@ -91,7 +91,7 @@ async fn time_run(
 /// Nanoseconds per get of `guest`: the best run of [`GETS`] less the best empty run.
 async fn per_get(engine: &Engine, guest: &Guest, backend: &Arc<MemoryCache>) -> f64 {
     time_run(engine, guest, backend, GETS).await; // warm-up
-    let mut best = |n| async move {
+    let best = |n| async move {
         let mut best = Duration::MAX;
         for _ in 0..RUNS {
             best = best.min(time_run(engine, guest, backend, n).await);
