@@ -2,7 +2,7 @@
 # Builds the JavaScript memo example into a component: `examples/js-memo/build.sh OUT.wasm`.
 # ComponentizeJS (pinned; the engine under `jco componentize`) is installed by npm into the
 # target directory when missing. Its WIT is one folder: the memo world of examples/wit with the
-# project's wit/ (the cache interfaces and their world) as its dependencies. Needs node and npm;
+# project's wit/p2/ (the cache interfaces and their world) as its dependencies. Needs node and npm;
 # no Rust. The component has no wasi:http (`--disable http fetch-event`): `wasi-cache run`
 # links WASI and the cache only.
 set -euo pipefail
@@ -26,8 +26,8 @@ build="$(dirname "$out")/js-memo-build"
 rm -rf "$build"
 mkdir -p "$build/wit/deps/wasi-cache"
 cp "$root/examples/wit/world.wit" "$build/wit/"
-cp -r "$root/examples/wit/deps/cli" "$root/wit/deps/keyvalue" "$root/wit/deps/io" "$build/wit/deps/"
-cp "$root/wit/world.wit" "$build/wit/deps/wasi-cache/"
+cp -r "$root/examples/wit/deps/cli" "$root/wit/p2/deps/keyvalue" "$root/wit/p2/deps/io" "$build/wit/deps/"
+cp "$root/wit/p2/world.wit" "$build/wit/deps/wasi-cache/"
 cp "$here/app.js" "$build/"
 cd "$build"
 "$tools/node_modules/.bin/componentize-js" app.js --wit wit --world-name example:memo/memo \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python memo example into a component: `examples/python-memo/build.sh OUT.wasm`.
 # componentize-py (pinned) is installed into a virtual environment under the target directory
-# when missing; the bindings come from the project's wit/ and examples/wit/ (the memo world and
+# when missing; the bindings come from the project's wit/p2/ and examples/wit/ (the memo world and
 # the one WASI interface it exports, wasi:cli/run). Needs python3 with venv (Debian:
 # python3-venv); no Rust.
 set -euo pipefail
@@ -20,5 +20,5 @@ fi
 
 mkdir -p "$(dirname "$out")"
 cd "$here"
-"$venv/bin/componentize-py" --quiet -d "$root/wit" -d "$root/examples/wit" -w example:memo/memo \
+"$venv/bin/componentize-py" --quiet -d "$root/wit/p2" -d "$root/examples/wit" -w example:memo/memo \
   componentize app -o "$out"

@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::args::CommonArgs;
+use crate::flavour::{self, Flavour};
 use crate::{compiled, limits, stats};
 
 /// Exit code of errors before the component runs (bad options, bad file, missing imports,
@@ -216,7 +217,7 @@ pub fn new_store(
 
 /// Reads, checks and compiles the component at `path` (through the compilation cache of
 /// `args`; a `.cwasm` of `wasi-cache compile` is loaded as it is) on an engine set up for the
-/// limits, and links it with WASI 0.2, the cache and, with `http`, wasi:http: ready to
+/// limits, and links it with WASI (0.2 and 0.3), the cache in the form it imports and, with `http`, wasi:http: ready to
 /// instantiate once per run or per request.
 pub fn instantiate_pre(
     args: &CommonArgs,
@@ -228,15 +229,22 @@ pub fn instantiate_pre(
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let component = compiled::load(&engine, cache.as_ref(), path, &bytes)?;
     let mut linker = Linker::new(&engine);
+    // Both WASI flavours: a WASI 0.3 component built with Rust's std imports 0.2 too.
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     if http {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     }
-    wasi_cache_host::add_to_linker(&mut linker)?;
-    let interfaces = if http {
-        "WASI 0.2, wasi:http and wasi:keyvalue/cache"
-    } else {
-        "WASI 0.2 and wasi:keyvalue/cache"
+    // The cache's two forms share their names: the one the component imports is linked.
+    let cache_flavour = flavour::cache(&component, &engine);
+    match cache_flavour {
+        Flavour::P2 => wasi_cache_host::p2::add_to_linker(&mut linker)?,
+        Flavour::P3 => wasi_cache_host::p3::add_to_linker(&mut linker)?,
+    }
+    let interfaces = match (http, cache_flavour) {
+        (true, _) => "WASI, wasi:http and wasi:keyvalue/cache (WASI 0.2)",
+        (false, Flavour::P2) => "WASI and wasi:keyvalue/cache (WASI 0.2)",
+        (false, Flavour::P3) => "WASI and wasi:keyvalue/cache (WASI 0.3)",
     };
     linker
         .instantiate_pre(&component)

@@ -37,10 +37,12 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// cache). Code is compiled with epoch interruption whether or not instances have a time limit
 /// (one with a limit needs an [`EpochTicker`] too), so that one compiled artifact serves `run`
 /// and `serve` with any `--timeout` and `wasi-cache compile` needs no option for it; a check
-/// per loop and call is all it costs without a limit.
+/// per loop and call is all it costs without a limit. Component-model async is on, for WASI
+/// 0.3 components (it changes nothing for 0.2 ones).
 pub fn engine(cache: Option<Cache>) -> Result<Engine> {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    config.wasm_component_model_async(true);
     config.cache(cache);
     Engine::new(&config)
 }

@@ -14,6 +14,7 @@ mod args;
 mod common;
 mod compile;
 mod compiled;
+mod flavour;
 mod limits;
 mod panic;
 mod run;

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasi_cache_engine::Backend;
-use wasmtime::error::Context;
 use wasmtime::{Engine, Error, Result};
-use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx};
 
 use crate::args::{RunArgs, format_duration};
 use crate::common::{self, EXIT_USAGE, InstanceState, setup_error};
+use crate::flavour::{self, Flavour};
 use crate::{limits, panic};
 /// Exit code of a component that trapped, or returned an error from `run`.
 const EXIT_FAILURE: u8 = 1;
@@ -95,15 +94,31 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
     };
     let mut store = common::new_store(&engine, &args.common, backend, wasi_ctx(args), deadline);
     let call = panic::catch(async {
-        let command = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(Failure::Instantiate)?;
-        command
-            .wasi_cli_run()
-            .call_run(&mut store)
-            .await
-            .map_err(Failure::Run)
+        match pre {
+            CommandPre::P2(pre) => {
+                let command = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(Failure::Instantiate)?;
+                command
+                    .wasi_cli_run()
+                    .call_run(&mut store)
+                    .await
+                    .map_err(Failure::Run)
+            }
+            CommandPre::P3(pre) => {
+                let command = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(Failure::Instantiate)?;
+                // A WASI 0.3 `run` is an async export: it runs in the store's event loop.
+                store
+                    .run_concurrent(async move |store| command.wasi_cli_run().call_run(store).await)
+                    .await
+                    .and_then(|result| result)
+                    .map_err(Failure::Run)
+            }
+        }
     });
     // The epoch callback stops a component that computes; this stops one blocked in a host
     // call (on a pollable, say), which runs no code that could check the epoch.
@@ -131,18 +146,31 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
     }
 }
 
+/// A linked command component of either flavour, ready to instantiate.
+enum CommandPre {
+    /// It exports `wasi:cli/run@0.2.x`.
+    P2(wasmtime_wasi::p2::bindings::CommandPre<InstanceState>),
+    /// It exports `wasi:cli/run@0.3.0`.
+    P3(wasmtime_wasi::p3::bindings::CommandPre<InstanceState>),
+}
+
 /// Loads and checks the component, and links WASI and the cache, on an engine set up for the
-/// options' limits.
-fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre<InstanceState>)> {
+/// options' limits; runs it as the WASI 0.2 or 0.3 command it is.
+fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre)> {
     let path = args.component();
     let pre = common::instantiate_pre(&args.common, path, false)?;
     let engine = pre.engine().clone();
-    let pre = CommandPre::new(pre).with_context(|| {
-        format!(
-            "{} is not a wasi:cli/command component (it must export wasi:cli/run)",
+    let not_a_command = |why: String| {
+        Error::msg(format!(
+            "{} is not a wasi:cli/command component: {why}",
             path.display()
-        )
-    })?;
+        ))
+    };
+    let pre = match flavour::command(pre.component(), &engine).map_err(not_a_command)? {
+        Flavour::P2 => wasmtime_wasi::p2::bindings::CommandPre::new(pre).map(CommandPre::P2),
+        Flavour::P3 => wasmtime_wasi::p3::bindings::CommandPre::new(pre).map(CommandPre::P3),
+    }
+    .map_err(|err| not_a_command(format!("its wasi:cli/run does not match: {err}")))?;
     Ok((engine, pre))
 }
 

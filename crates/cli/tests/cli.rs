@@ -192,7 +192,26 @@ fn component_without_run_export_is_an_error() {
     let path = scratch("no-run.wasm", &wat::parse_str("(component)").unwrap());
     assert_setup_error(
         &wasi_cache([Path::new("run"), &path]),
-        "is not a wasi:cli/command component",
+        "is not a wasi:cli/command component: it must export wasi:cli/run@0.2.x (a WASI 0.2 command) or wasi:cli/run@0.3.0 (a WASI 0.3 command); it exports nothing",
+    );
+}
+
+/// A component whose exports are not a command's: the one error line names what it exports.
+#[test]
+fn component_exporting_something_else_is_named() {
+    let component = wat::parse_str(
+        r#"(component
+            (core module $m (func (export "f")))
+            (core instance $i (instantiate $m))
+            (func $f (canon lift (core func $i "f")))
+            (instance $thing (export "f" (func $f)))
+            (export "example:thing/api@1.0.0" (instance $thing)))"#,
+    )
+    .unwrap();
+    let path = scratch("other-export.wasm", &component);
+    assert_setup_error(
+        &wasi_cache([Path::new("run"), &path]),
+        "it exports example:thing/api@1.0.0",
     );
 }
 

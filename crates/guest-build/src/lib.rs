@@ -41,6 +41,14 @@ pub const GUEST_E2E_GOLEM: Guest<'static> = Guest {
     ..GUEST_E2E
 };
 
+/// The WASI 0.3 end-to-end test guest of the host crate (a `wasi:cli/run@0.3.0` command built
+/// as a cdylib, so its `.wasm` is named after the library).
+pub const GUEST_E2E_P3: Guest<'static> = Guest {
+    manifest: "crates/host/tests/guest-e2e-p3/Cargo.toml",
+    bin: "wasi_cache_guest_e2e_p3",
+    features: &[],
+};
+
 /// The guest of the host's `guest` bench: `main CASE N` runs one operation `N` times.
 pub const GUEST_BENCH: Guest<'static> = Guest {
     manifest: "crates/host/benches/guest-bench/Cargo.toml",

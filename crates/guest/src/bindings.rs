@@ -3,7 +3,7 @@
 //! with `wasi:io` mapped onto the `wasip2` crate's types.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/p2",
     world: "wasi-cache:wit/cache",
     with: {
         "wasi:io/poll@0.2.3": wasip2::io::poll,

@@ -180,3 +180,11 @@ pub trait WasiCacheView: Send {
     /// The cache context and resource table of this store.
     fn cache(&mut self) -> WasiCacheCtxView<'_>;
 }
+
+/// The [`HasData`](wasmtime::component::HasData) marker that lends the generated bindings of
+/// both flavours a [`WasiCacheCtxView`].
+pub(crate) struct HasWasiCache;
+
+impl wasmtime::component::HasData for HasWasiCache {
+    type Data<'a> = WasiCacheCtxView<'a>;
+}

@@ -11,7 +11,6 @@ use std::task::{Context, Poll, Waker};
 use futures::FutureExt;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
-use wasmtime_wasi::p2::Pollable;
 
 use crate::budget::Held;
 use crate::error::{CacheError, panic_message};
@@ -148,6 +147,10 @@ pub struct HostFuture<T: Send + 'static> {
     /// Whether dropping the resource while pending cancels the call (not for writes).
     abort_on_drop: bool,
     _live: Option<Arc<LiveToken>>,
+    /// The ticket of the latest WASI 0.3 `get`: only it waits for the result. A `get` that
+    /// comes while another waits takes over (the earlier one, perhaps cancelled by the guest,
+    /// gets an error): one waker per future, whatever the guest does.
+    reader_ticket: u64,
 }
 
 /// The error a backend call that panicked resolves to (there should be none).
@@ -166,6 +169,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state: State::Ready(result),
             abort_on_drop: false,
             _live: None,
+            reader_ticket: 0,
         }
     }
 
@@ -238,6 +242,7 @@ impl<T: Send + 'static> HostFuture<T> {
             state,
             abort_on_drop,
             _live: Some(token),
+            reader_ticket: 0,
         }
     }
 
@@ -281,31 +286,63 @@ impl<T: Send + 'static> HostFuture<T> {
         self.poll_now();
         !matches!(self.state, State::Running { .. })
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl<T: Send + 'static> Pollable for HostFuture<T> {
-    async fn ready(&mut self) {
+    /// Ready once the result is (a `wasi:io` pollable's `ready`, a WASI 0.3 `get`'s wait):
+    /// polls the call itself, outside tokio's cooperative budget, and otherwise registers
+    /// `cx` to be woken when the call's task finishes it.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let State::Running { shared, .. } = &self.state else {
-            return;
+            return Poll::Ready(());
         };
-        std::future::poll_fn(|cx| {
-            let mut shared = shared.lock();
-            let wakers = shared.drive_for_guest();
-            let ready = shared.result.is_some();
-            if !ready {
-                shared.reader = Some(cx.waker().clone());
+        let mut shared = shared.lock();
+        let wakers = shared.drive_for_guest();
+        let ready = shared.result.is_some();
+        if !ready {
+            shared.reader = Some(cx.waker().clone());
+        }
+        drop(shared);
+        wake(wakers);
+        if ready {
+            self.poll_now();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// A WASI 0.3 `get`, `ticket` being its own (`None` on its first poll): the result once
+    /// ready; then an error saying it was already taken; an error once a later `get` took over.
+    pub(crate) fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        ticket: &mut Option<u64>,
+    ) -> Poll<Result<T, CacheError>> {
+        match *ticket {
+            None => {
+                self.reader_ticket += 1;
+                *ticket = Some(self.reader_ticket);
+                // The get it takes over from returns (with an error) rather than wait forever.
+                if let State::Running { shared, .. } = &self.state {
+                    let earlier = shared.lock().reader.take();
+                    earlier.into_iter().for_each(Waker::wake);
+                }
             }
-            drop(shared);
-            wake(wakers);
-            if ready {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+            Some(mine) if mine != self.reader_ticket => {
+                return Poll::Ready(Err(CacheError::new(format!(
+                    "{}: another get of this future took over while this one waited; a \
+                     future's result is read by one get",
+                    self.op
+                ))));
             }
-        })
-        .await;
-        self.poll_now();
+            Some(_) => {}
+        }
+        match self.poll_ready(cx) {
+            Poll::Ready(()) => Poll::Ready(
+                self.take()
+                    .unwrap_or_else(|| Err(CacheError::new(format!("{}: no result", self.op)))),
+            ),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -327,6 +364,8 @@ impl<T: Send + 'static> Drop for HostFuture<T> {
 
 #[cfg(test)]
 mod tests {
+    use wasmtime_wasi::p2::Pollable;
+
     use super::*;
 
     fn live() -> Arc<AtomicUsize> {

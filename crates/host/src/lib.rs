@@ -1,11 +1,25 @@
 //! # wasi-cache-host
 //!
-//! The [wasmtime] host of `wasi:keyvalue/cache` (package `wasi:keyvalue@0.1.0`, as golem-rust
-//! 2.0.0-dev.8 declares it), serving guests from any [`wasi_cache_engine::Backend`]: the
-//! embedded [`wasi_cache_engine::MemoryCache`], Redis, or your own.
+//! The [wasmtime] host of `wasi:keyvalue/cache` (package `wasi:keyvalue@0.1.0`), serving guests
+//! from any [`wasi_cache_engine::Backend`]: the embedded [`wasi_cache_engine::MemoryCache`],
+//! Redis, or your own. It implements the interfaces `cache`, `types` and `wasi-keyvalue-error`
+//! in both their forms, like wasmtime-wasi, one module each over one shared core:
 //!
-//! It implements the interfaces `cache`, `types` and `wasi-keyvalue-error`; `wasi:io` (pollables
-//! and streams) is wasmtime-wasi's own, so link [`wasmtime_wasi::p2`] first.
+//! - [`p2`]: WASI 0.2 (as golem-rust 2.x imports it): `…-get` polls and `listen-to-…` pollables,
+//!   `wasi:io` streams; `wasi:io` is wasmtime-wasi's own, so link [`wasmtime_wasi::p2`] too. The
+//!   crate root's [`add_to_linker`] and [`bindings`] are this flavour's.
+//! - [`p3`]: WASI 0.3 (as golem-rust 3.x imports it): one `get: async func()` per future,
+//!   `stream<u8>` bodies, on wasmtime's component-model async (experimental in wasmtime 48): the
+//!   engine needs `Config::wasm_component_model_async(true)`, and a guest's exports are called
+//!   with `Store::run_concurrent`.
+//!
+//! Both forms declare the same names, so one linker carries one of them; a 0.2 and a 0.3
+//! component get one linker each, on one engine and one backend, and share the cache (their
+//! get-or-sets rendezvous with each other). The [`WasiCacheCtx`] (backend, namespace, limits,
+//! live-future cap, memory budget) is the same for both, and so are the semantics below: a 0.3
+//! `get` waits where a 0.2 `…-get` returns `none`. A second 0.3 `get` of one future while the
+//! first still waits takes over (the first, perhaps cancelled by the guest, returns an error):
+//! a future wakes one waiter, whatever the guest does.
 //!
 //! ## Embedding
 //! Give each [`Store`](wasmtime::Store) a [`WasiCacheCtx`] (the backend handle, the namespace,
@@ -62,7 +76,11 @@
 //! - `vacancy-fill` returns an outgoing-value whose body fills the vacancy: on
 //!   `outgoing-value-write-body-sync`, or when the stream of `outgoing-value-write-body-async` is
 //!   dropped. Dropping the vacancy, or that outgoing-value before a body, abandons it (the backend
-//!   hands it to a waiter), and so does a guest that traps or whose store is dropped.
+//!   hands it to a waiter), and so does a guest that traps or whose store is dropped. In 0.3,
+//!   `outgoing-value-write-body-async` takes the guest's `stream<u8>`: the body is complete when
+//!   the guest drops its writable end. (wasmtime 48 does not tell a stream's consumer that end
+//!   from the store's teardown, so a 0.3 guest that traps mid-body has the bytes it wrote so
+//!   far stored, where 0.2 abandons them.)
 //! - Dropping a `set` or `delete` future does not cancel the write; dropping a `get-or-set`
 //!   future leaves the rendezvous (a vacancy it held or was about to receive is handed off).
 //! - Bad input (oversized keys or values, more live futures than
@@ -93,7 +111,11 @@ mod budget;
 mod ctx;
 mod error;
 mod future;
-mod host;
+mod guard;
+mod ops;
+pub mod p2;
+pub mod p3;
+mod shared_impls;
 mod state;
 mod value;
 
@@ -103,62 +125,7 @@ pub use error::CacheError;
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
+/// The WASI 0.2 flavour's linking and bindings at the crate root, as before there were two.
+pub use p2::{add_to_linker, add_to_linker_with, bindings};
 pub use state::WasiCacheState;
 pub use value::{Bucket, Entry, IncomingValue, OutgoingValue, PendingVacancy};
-
-/// Bindings generated from the project's WIT (`wit/` at the repository root).
-#[allow(missing_docs)]
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "wasi-cache:wit/cache",
-        // Only the body write that fills a vacancy waits (for the backend's fill); every other
-        // function returns at once, so it is a plain synchronous import: a guest's get is then
-        // a handful of cheap calls rather than a handful of async host calls.
-        imports: {
-            default: trappable,
-            "wasi:keyvalue/types.[method]outgoing-value.outgoing-value-write-body-sync": async | trappable,
-        },
-        with: {
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:keyvalue/wasi-keyvalue-error.error": crate::CacheError,
-            "wasi:keyvalue/types.bucket": crate::Bucket,
-            "wasi:keyvalue/types.outgoing-value": crate::OutgoingValue,
-            "wasi:keyvalue/types.incoming-value": crate::IncomingValue,
-            "wasi:keyvalue/cache.future-get-result": crate::FutureGetResult,
-            "wasi:keyvalue/cache.future-exists-result": crate::FutureExistsResult,
-            "wasi:keyvalue/cache.future-result": crate::FutureResult,
-            "wasi:keyvalue/cache.future-get-or-set-result": crate::FutureGetOrSetResult,
-            "wasi:keyvalue/cache.vacancy": crate::PendingVacancy,
-        },
-    });
-}
-
-use wasmtime::component::{HasData, Linker};
-
-/// Adds `wasi:keyvalue/{types, wasi-keyvalue-error, cache}@0.1.0` to `linker`.
-///
-/// `wasi:io` must be linked too, from wasmtime-wasi (e.g. `wasmtime_wasi::p2::add_to_linker_async`).
-/// Guests importing any `wasi:io@0.2.x` link, by semver.
-pub fn add_to_linker<T: WasiCacheView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    add_to_linker_with(linker, T::cache)
-}
-
-/// Like [`add_to_linker`], with an explicit accessor from the store's data to the cache state.
-pub fn add_to_linker_with<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> WasiCacheCtxView<'_>,
-) -> wasmtime::Result<()> {
-    use bindings::wasi::keyvalue::{cache, types, wasi_keyvalue_error};
-    wasi_keyvalue_error::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    types::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    cache::add_to_linker::<T, HasWasiCache>(linker, get)?;
-    Ok(())
-}
-
-/// The [`HasData`] marker that lends the generated bindings a [`WasiCacheCtxView`].
-struct HasWasiCache;
-
-impl HasData for HasWasiCache {
-    type Data<'a> = WasiCacheCtxView<'a>;
-}

@@ -1,13 +1,13 @@
 //! Values and handles of `wasi:keyvalue/types` and the cache's vacancy: buckets, incoming and
 //! outgoing values (with their stream bodies), and the vacancy a guest fills.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 use wasi_cache_engine::{Error as EngineError, Limits, Vacancy};
-use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::budget::{Held, MemoryBudget};
 use crate::error::CacheError;
@@ -71,26 +71,27 @@ impl IncomingValue {
     }
 }
 
-/// The `input-stream` of `incoming-value-consume-async`: the rest of the body, still charged to
-/// the instance (the guest may drop the incoming-value and keep reading).
+/// The body stream of `incoming-value-consume-async` (a `wasi:io` input-stream in 0.2, a
+/// `stream<u8>` in 0.3): the rest of the body, still charged to the instance (the guest may
+/// drop the incoming-value and keep reading).
 pub(crate) struct BodyReader {
     rest: Bytes,
     _held: Arc<Held>,
 }
 
-#[wasmtime_wasi::async_trait]
-impl InputStream for BodyReader {
-    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+impl BodyReader {
+    /// The next at most `max` bytes of the body, or `None` at its end.
+    pub(crate) fn next_chunk(&mut self, max: usize) -> Option<Bytes> {
         if self.rest.is_empty() {
-            return Err(StreamError::Closed);
+            return None;
         }
-        Ok(self.rest.split_to(size.min(self.rest.len())))
+        Some(self.rest.split_to(max.min(self.rest.len())))
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl Pollable for BodyReader {
-    async fn ready(&mut self) {}
+    /// Whether the whole body was read.
+    pub(crate) fn is_done(&self) -> bool {
+        self.rest.is_empty()
+    }
 }
 
 /// What a `get-or-set` resolves to, its value or vacancy already charged to the instance.
@@ -307,16 +308,15 @@ impl OutgoingValue {
         &mut self,
         limits: &Limits,
         budget: &Arc<MemoryBudget>,
-    ) -> Result<BodyWriter, CacheError> {
+    ) -> Result<BodyBuffer, CacheError> {
         self.check_writable()?;
         let (tx, rx) = watch::channel(StreamBody::Open);
         self.body = Body::Stream(rx);
         let held = Arc::new(Held::new(budget));
         self.held = Some(Arc::clone(&held));
-        Ok(BodyWriter {
+        Ok(BodyBuffer {
             buf: Vec::new(),
             max: limits.max_value_size,
-            permit: 0,
             held,
             tx: Some(tx),
             fill: self.fill.take(),
@@ -340,33 +340,28 @@ impl OutgoingValue {
     }
 }
 
-/// The `output-stream` of `outgoing-value-write-body-async`: collects the body up to the value
-/// limit and the instance's memory budget (charged for its buffer's real capacity); when the
-/// guest drops it, the body is complete (and fills the vacancy, if any).
+/// The body of `outgoing-value-write-body-async` as it is streamed in (through a `wasi:io`
+/// output-stream in 0.2, a `stream<u8>` in 0.3): collected up to the value limit and the
+/// instance's memory budget (charged for its buffer's real capacity); once the guest closes
+/// the stream, the body is complete (and fills the vacancy, if any).
 ///
-/// Discarded without the guest dropping it (the guest trapped or its store was dropped), it
-/// abandons the vacancy and the body.
-pub(crate) struct BodyWriter {
+/// Discarded without being closed (the guest trapped or its store was dropped), it abandons the
+/// vacancy and the body.
+pub(crate) struct BodyBuffer {
     buf: Vec<u8>,
     max: usize,
-    /// Bytes the guest may still write since its last `check-write`.
-    permit: usize,
     held: Arc<Held>,
     tx: Option<watch::Sender<StreamBody>>,
     fill: Option<Fill>,
     failed: Option<CacheError>,
 }
 
-impl BodyWriter {
-    /// Most bytes accepted after one `check-write` (what it grants).
-    const PERMIT: usize = 64 << 10;
+impl BodyBuffer {
     const OP: &str = "outgoing-value-write-body-async";
 
-    fn check_open(&self) -> StreamResult<()> {
-        if self.tx.is_none() || self.failed.is_some() {
-            return Err(StreamError::Closed);
-        }
-        Ok(())
+    /// Whether more bytes are accepted: not closed, and no write failed.
+    pub(crate) fn is_open(&self) -> bool {
+        self.tx.is_some() && self.failed.is_none()
     }
 
     /// Makes room for `more` bytes, charging the buffer's growth before it happens: at least
@@ -388,69 +383,59 @@ impl BodyWriter {
         self.buf.reserve_exact(target - self.buf.len());
         Ok(())
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl OutputStream for BodyWriter {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.check_open()?;
-        if bytes.len() > self.permit {
-            // wasi:io: writing more than `check-write` permitted traps.
-            return Err(StreamError::trap(&format!(
-                "{}: write of {} bytes exceeds the {} bytes check-write permitted",
-                Self::OP,
-                bytes.len(),
-                self.permit
-            )));
-        }
-        self.permit -= bytes.len();
+    /// Appends `bytes`; past the value limit or the budget the body fails (and its buffer is
+    /// given back): the `set` waiting for it gets the error, a vacancy it fills is abandoned.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> Result<(), CacheError> {
         if let Err(err) = self.reserve(bytes.len()) {
             self.failed = Some(err.clone());
             self.buf = Vec::new();
             self.held.release();
-            return Err(StreamError::LastOperationFailed(wasmtime::format_err!(
-                "{err}"
-            )));
+            return Err(err);
         }
-        self.buf.extend_from_slice(&bytes);
+        self.buf.extend_from_slice(bytes);
         Ok(())
     }
 
-    fn flush(&mut self) -> StreamResult<()> {
-        self.check_open()
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        self.check_open()?;
-        self.permit = Self::PERMIT;
-        Ok(Self::PERMIT)
-    }
-
-    async fn cancel(&mut self) {
-        // The guest dropped the stream: the body is complete.
-        let Some(tx) = self.tx.take() else { return };
+    /// Closes the body (the guest closed its stream); the returned future, once run, fills the
+    /// vacancy (if any) and hands the body to the `set`s waiting for it. `None` when already
+    /// closed.
+    pub(crate) fn close(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let tx = self.tx.take()?;
         let fill = self.fill.take();
-        if let Some(err) = self.failed.take() {
-            tx.send_replace(StreamBody::Failed(err));
-            drop(fill); // abandons the vacancy
-            return;
-        }
-        // The body is kept (and stored) at its length, not its buffer's capacity.
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.shrink_to_fit();
-        self.held.shrink_to(buf.capacity());
-        let body = Bytes::from(buf);
-        if let Some(fill) = fill {
-            // Nobody can receive an error here; the waiters see the value or the hand-off.
-            let _ = fill.commit(body.clone()).await;
-        }
-        tx.send_replace(StreamBody::Closed(body));
+        let body = match self.failed.take() {
+            Some(err) => Err(err),
+            None => {
+                // The body is kept (and stored) at its length, not its buffer's capacity.
+                let mut buf = std::mem::take(&mut self.buf);
+                buf.shrink_to_fit();
+                self.held.shrink_to(buf.capacity());
+                Ok(Bytes::from(buf))
+            }
+        };
+        Some(async move {
+            match body {
+                Ok(body) => {
+                    if let Some(fill) = fill {
+                        // Nobody can receive an error here; the waiters see the value or the
+                        // hand-off.
+                        let _ = fill.commit(body.clone()).await;
+                    }
+                    tx.send_replace(StreamBody::Closed(body));
+                }
+                Err(err) => {
+                    tx.send_replace(StreamBody::Failed(err));
+                    drop(fill); // abandons the vacancy
+                }
+            }
+        })
     }
-}
 
-#[wasmtime_wasi::async_trait]
-impl Pollable for BodyWriter {
-    async fn ready(&mut self) {}
+    /// Bytes collected so far and the buffer's capacity.
+    #[cfg(test)]
+    pub(crate) fn len_and_capacity(&self) -> (usize, usize) {
+        (self.buf.len(), self.buf.capacity())
+    }
 }
 
 #[cfg(test)]
@@ -463,43 +448,44 @@ mod tests {
     fn stream_bodies_are_charged_at_their_capacity() {
         let budget = MemoryBudget::new(1 << 20);
         let mut value = OutgoingValue::new();
-        let mut writer = value.write_async(&Limits::default(), &budget).unwrap();
+        let mut body = value.write_async(&Limits::default(), &budget).unwrap();
         for _ in 0..5 {
-            let permit = writer.check_write().unwrap();
-            writer
-                .write(Bytes::from(vec![7; permit.min(30_000)]))
-                .unwrap();
-            let (len, capacity) = (writer.buf.len(), writer.buf.capacity());
+            body.append(&[7; 30_000]).unwrap();
+            let (len, capacity) = body.len_and_capacity();
             assert_eq!(budget.used(), capacity, "len {len}");
             assert!(capacity >= len && capacity <= 2 * len, "{len} {capacity}");
         }
-        futures::executor::block_on(writer.cancel());
+        futures::executor::block_on(body.close().unwrap());
+        assert!(body.close().is_none(), "a body closes once");
         assert_eq!(budget.used(), 150_000);
         let BodySource::Stream(rx) = value.source().unwrap() else {
             panic!("a stream body")
         };
-        let body = futures::executor::block_on(BodySource::Stream(rx).resolve()).unwrap();
-        assert_eq!(body.len(), 150_000);
-        drop((value, writer));
+        let resolved = futures::executor::block_on(BodySource::Stream(rx).resolve()).unwrap();
+        assert_eq!(resolved.len(), 150_000);
+        drop((value, body));
         assert_eq!(budget.used(), 0);
     }
 
-    /// wasi:io: a write beyond what `check-write` permitted traps; within it, it succeeds.
+    /// A body past the value limit fails, gives its buffer back and reaches its `set` as the
+    /// error.
     #[test]
-    fn writes_beyond_the_permit_trap() {
+    fn an_oversized_stream_body_fails_its_set() {
         let budget = MemoryBudget::new(1 << 20);
+        let limits = Limits {
+            max_value_size: 1000,
+            ..Limits::default()
+        };
         let mut value = OutgoingValue::new();
-        let mut writer = value.write_async(&Limits::default(), &budget).unwrap();
-        assert!(matches!(
-            writer.write(Bytes::from_static(b"x")),
-            Err(StreamError::Trap(_))
-        ));
-        let permit = writer.check_write().unwrap();
-        writer.write(Bytes::from(vec![1; permit - 1])).unwrap();
-        writer.write(Bytes::from_static(b"y")).unwrap();
-        assert!(matches!(
-            writer.write(Bytes::from_static(b"z")),
-            Err(StreamError::Trap(_))
-        ));
+        let mut body = value.write_async(&limits, &budget).unwrap();
+        body.append(&[1; 600]).unwrap();
+        let err = body.append(&[1; 600]).unwrap_err();
+        assert!(err.trace().contains("1200"), "{err}");
+        assert!(!body.is_open());
+        assert_eq!(budget.used(), 0);
+        futures::executor::block_on(body.close().unwrap());
+        let source = value.source().unwrap();
+        let failed = futures::executor::block_on(source.resolve()).unwrap_err();
+        assert_eq!(failed, err);
     }
 }

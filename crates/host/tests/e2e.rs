@@ -1,10 +1,13 @@
 //! End-to-end tests: the guest component of `tests/guest-e2e` (built from source for
 //! `wasm32-wasip2`) run against the host over the embedded memory engine.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::{Outcome, Running};
 use wasi_cache_engine::{Config as CacheConfig, Limits, MemoryCache, Namespace};
 use wasi_cache_guest_build as guest_build;
 use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
@@ -12,7 +15,6 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::bindings::Command as WasiCommand;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx};
 
 /// Which WIT the guest's bindings were generated from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,46 +80,6 @@ fn ctx(backend: &Arc<MemoryCache>) -> WasiCacheCtx {
         .build()
 }
 
-/// How a guest run ended, and what it printed.
-#[derive(Debug)]
-struct Outcome {
-    /// `Ok(code)` when it returned or exited, `Err(trap)` when it trapped.
-    exit: Result<i32, String>,
-    stdout: String,
-}
-
-/// A guest instance running on its own task, with its stdout readable while it runs.
-struct Running {
-    task: tokio::task::JoinHandle<Outcome>,
-    stdout: MemoryOutputPipe,
-}
-
-impl Running {
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout.contents()).into_owned()
-    }
-
-    /// Waits until the guest has printed `line`.
-    async fn wait_for(&self, line: &str) {
-        let start = Instant::now();
-        while !self.stdout().lines().any(|l| l == line) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "guest never printed {line:?}; printed {:?}",
-                self.stdout()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn finish(self) -> Outcome {
-        tokio::time::timeout(Duration::from_secs(120), self.task)
-            .await
-            .expect("guest did not finish in time")
-            .unwrap()
-    }
-}
-
 fn start(cache: WasiCacheCtx, args: &[&str]) -> Running {
     start_with(Wit::Ours, cache, args)
 }
@@ -151,14 +113,7 @@ fn start_on(
     args: &[&str],
 ) -> Running {
     let stdout = MemoryOutputPipe::new(1 << 20);
-    let mut argv = vec!["guest"];
-    argv.extend_from_slice(args);
-    let wasi = WasiCtx::builder()
-        .args(&argv)
-        .stdout(stdout.clone())
-        .inherit_stderr()
-        .build();
-    let state = WasiCacheState::new(wasi, cache);
+    let state = WasiCacheState::new(common::wasi(args, &stdout), cache);
     let pipe = stdout.clone();
     let task = tokio::spawn(async move {
         let host = host();
@@ -169,19 +124,8 @@ fn start_on(
             command.wasi_cli_run().call_run(&mut store).await
         }
         .await;
-        let exit = match result {
-            Ok(Ok(())) => Ok(0),
-            Ok(Err(())) => Ok(1),
-            Err(err) => match err.downcast_ref::<I32Exit>() {
-                Some(exit) => Ok(exit.0),
-                None => Err(format!("{err:?}")),
-            },
-        };
         drop(store);
-        Outcome {
-            exit,
-            stdout: String::from_utf8_lossy(&pipe.contents()).into_owned(),
-        }
+        common::outcome(result, &pipe)
     });
     Running { task, stdout }
 }

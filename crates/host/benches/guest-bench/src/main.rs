@@ -9,7 +9,7 @@
 /// The project's `wasi:keyvalue/cache@0.1.0` world (with `wasi:io`).
 mod cache_bindings {
     wit_bindgen::generate!({
-        path: "../../../../wit",
+        path: "../../../../wit/p2",
         world: "wasi-cache:wit/cache",
         generate_all,
     });

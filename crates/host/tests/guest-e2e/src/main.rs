@@ -4,7 +4,7 @@
 
 #[cfg(not(feature = "golem-wit"))]
 wit_bindgen::generate!({
-    path: "../../../../wit",
+    path: "../../../../wit/p2",
     world: "wasi-cache:wit/cache",
     generate_all,
 });
@@ -52,6 +52,7 @@ fn main() {
         "many" => many(&args[2], args[3].parse().unwrap(), &args[4]),
         "read" => read(&args[2]),
         "lines" => lines(&args[2]),
+        "get-loop" => get_loop(&args[2], args[3].parse().unwrap()),
         "script" => script::run(),
         "exit" => std::process::exit(args[2].parse().unwrap()),
         "alloc" => limits::alloc(args[2].parse().unwrap()),
@@ -682,4 +683,22 @@ fn read(key: &str) {
         Some(v) => say(&format!("value {}", String::from_utf8(v).unwrap())),
         None => say("absent"),
     }
+}
+
+/// `n` gets of `key` (a hit), each read whole: the loop the flavours bench times.
+fn get_loop(key: &str, n: usize) {
+    let mut total = 0;
+    for _ in 0..n {
+        let future = cache::get(key);
+        let result = match future.future_get_result_get() {
+            Some(result) => result,
+            None => {
+                future.listen_to_future_get_result().block();
+                future.future_get_result_get().unwrap()
+            }
+        };
+        let value = result.unwrap().expect("a hit");
+        total += value.incoming_value_consume_sync().unwrap().len();
+    }
+    say(&format!("read {total}"));
 }
