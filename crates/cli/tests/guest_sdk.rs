@@ -1,7 +1,7 @@
 //! The guest SDK (`crates/guest`) and its examples through the `wasi-cache` binary: the SDK's own
-//! test components (`crates/guest/tests/*.rs`, built once per feature set) pass on the embedded
-//! engine and on a private Redis; `examples/fanout` and `examples/golem-compat` run with
-//! `--stats`; and a vacancy whose compute failed right before its process exited reaches a
+//! test components (`crates/guest/tests/*.rs`, built once per feature set, on both WASI flavours)
+//! pass on the embedded engine and on a private Redis; `examples/fanout`, `examples/golem-compat`
+//! and `examples/golem3-compat` (WASI 0.3) run with `--stats`; and a vacancy whose compute failed right before its process exited reaches a
 //! waiter in another process at once, not after the vacancy timeout.
 //!
 //! Every child process is killed when its handle drops, and every wait has a deadline.
@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 use wasi_cache_guest_build as guest_build;
 use wasi_cache_redis_server::RedisServer;
 
-/// The SDK's test components: without features, then with `json` (typed values as JSON).
+/// The SDK's test components: without features, with `json` (typed values as JSON), and on the
+/// WASI 0.3 flavour (`p3`: WASI 0.3 commands importing the cache's 0.3 form).
 fn sdk_tests() -> &'static [PathBuf] {
     static TESTS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     TESTS.get_or_init(|| {
         let mut tests = guest_build::build_sdk_tests(&[], tmp());
         tests.extend(guest_build::build_sdk_tests(&["json"], tmp()));
+        tests.extend(guest_build::build_sdk_tests(&["p3"], tmp()));
         tests
     })
 }
@@ -34,6 +36,11 @@ fn fanout_wasm() -> &'static Path {
 fn golem_compat_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| guest_build::build(guest_build::GOLEM_COMPAT, tmp()))
+}
+
+fn golem3_compat_wasm() -> &'static Path {
+    static WASM: OnceLock<PathBuf> = OnceLock::new();
+    WASM.get_or_init(|| guest_build::build(guest_build::GOLEM3_COMPAT, tmp()))
 }
 
 /// The passed and failed counts of libtest's summary (`test result: ok. N passed; M failed; …`).
@@ -96,8 +103,8 @@ fn sdk_doc_example_compiles() {
 #[test]
 fn sdk_tests_pass_on_the_embedded_engine() {
     let total = run_sdk_tests(&[]);
-    // Two test files, each built without and with `json`.
-    assert_eq!(sdk_tests().len(), 4, "{:?}", sdk_tests());
+    // Two test files, each built without features, with `json` and with `p3`.
+    assert_eq!(sdk_tests().len(), 6, "{:?}", sdk_tests());
     assert!(total >= 4, "{total}");
 }
 
@@ -152,6 +159,24 @@ fn golem_compat_example_runs_under_the_cli() {
     );
     let stats = run.stderr.trim_end();
     for field in ["wasi-cache stats: hits=1 ", " inserts=1 ", " entries=1 "] {
+        assert!(stats.contains(field), "{field:?} not in {stats}");
+    }
+}
+
+/// The WASI 0.3 example on golem-rust 3.0.2 and the SDK: eight tasks of one instance memoise one
+/// key, one computes, and golem-rust's own bindings read the value back.
+#[test]
+fn golem3_compat_example_runs_under_the_cli() {
+    let run = wasi_cache([Path::new("run"), Path::new("--stats"), golem3_compat_wasm()]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(
+        run.stdout,
+        "golem3-compat: 1 of 8 tasks computed, 8 have the value, golem-rust's bindings read \
+         Some(\"computed once\")\n",
+        "{run:#?}"
+    );
+    let stats = run.stderr.trim_end();
+    for field in [" rendezvous=7 ", " inserts=1 ", " entries=1 "] {
         assert!(stats.contains(field), "{field:?} not in {stats}");
     }
 }

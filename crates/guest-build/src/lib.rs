@@ -78,6 +78,14 @@ pub const GOLEM_COMPAT: Guest<'static> = Guest {
     features: &[],
 };
 
+/// The WASI 0.3 example on golem-rust 3.0.2 and the SDK's `p3` flavour
+/// (`examples/golem3-compat`, a cdylib exporting `wasi:cli/run@0.3.0`).
+pub const GOLEM3_COMPAT: Guest<'static> = Guest {
+    manifest: "examples/golem3-compat/Cargo.toml",
+    bin: "golem3_compat",
+    features: &[],
+};
+
 /// The caching reverse proxy example (`examples/http-proxy`), a `wasi:http/proxy` component
 /// for `wasi-cache serve`.
 pub const HTTP_PROXY: Guest<'static> = Guest {

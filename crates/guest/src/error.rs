@@ -49,16 +49,6 @@ impl Error {
         Error::Host { trace: err.trace() }
     }
 
-    /// Wraps a `wasi:io` stream error.
-    pub(crate) fn stream(err: wasip2::io::streams::StreamError) -> Self {
-        match err {
-            wasip2::io::streams::StreamError::Closed => Error::Stream("stream closed".into()),
-            wasip2::io::streams::StreamError::LastOperationFailed(e) => {
-                Error::Stream(e.to_debug_string())
-            }
-        }
-    }
-
     /// The host's trace, when the host reported this error.
     pub fn trace(&self) -> Option<&str> {
         match self {

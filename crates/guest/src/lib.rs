@@ -3,7 +3,13 @@
 //! The guest SDK of `wasi:keyvalue/cache` (package `wasi:keyvalue@0.1.0`) for components built
 //! for `wasm32-wasip2` and run by a wasi-cache host (e.g. `wasi-cache run`).
 //!
-//! - [`Cache`]: async operations awaited on [wstd]'s reactor, so many run at once;
+//! Two flavours, one API: by default the cache's WASI 0.2 form (golem-rust 2.x; futures with
+//! `wasi:io` pollables, awaited on [wstd]); with the `p3` feature its WASI 0.3 form (golem-rust
+//! 3.x; futures with an `async get` and `stream<u8>` bodies, on wit-bindgen's async support, for
+//! components exporting `wasi:cli/run@0.3.0` or other async exports). `docs/guest-sdk.md` says
+//! what differs.
+//!
+//! - [`Cache`]: async operations (on WASI 0.2 awaited on [wstd]'s reactor), so many run at once;
 //! - [`blocking::Cache`]: the same operations, blocking the instance;
 //! - typed values (`get_as`, `set_as`, `get_or_set_as`) in [postcard] (JSON with the `json`
 //!   feature), with [`Error::Decode`] when stored bytes are not of the requested type;
@@ -11,8 +17,8 @@
 //! - `get_or_set` memoisation: concurrent callers on a missing key (in any instance) meet, one
 //!   computes, the others receive its value; a failing compute hands the key to a waiter.
 //!
-//! `wasi:io` is the [`wasip2`] crate's, so pollables and streams interoperate with wstd and
-//! golem-rust. All errors are one [`Error`], carrying the host's trace.
+//! On WASI 0.2, `wasi:io` is the [`wasip2`] crate's, so pollables and streams interoperate with
+//! wstd and golem-rust. All errors are one [`Error`], carrying the host's trace.
 //!
 //! ## Example
 //! ```no_run
@@ -58,15 +64,25 @@
 
 #![deny(missing_docs)]
 
-pub mod bindings;
+// One flavour per build: both import `wasi:keyvalue/cache@0.1.0` under the same name.
+#[cfg(not(feature = "p3"))]
+mod p2;
+#[cfg(not(feature = "p3"))]
+use p2 as flavour;
+#[cfg(feature = "p3")]
+mod p3;
+#[cfg(feature = "p3")]
+use p3 as flavour;
+
 pub mod blocking;
 mod cache;
 pub mod codec;
 mod entry;
 mod error;
-mod pending;
-mod stream;
 mod value;
+
+pub use flavour::bindings;
+use flavour::{pending, stream};
 
 pub use cache::Cache;
 pub use entry::{Entry, VacantEntry};

@@ -1,22 +1,21 @@
 //! End-to-end tests of the async API, run inside a component under `wasi-cache run`:
-//! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`.
+//! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`, and
+//! on the WASI 0.3 flavour with `--features p3`.
+
+#![cfg_attr(feature = "p3", no_main)]
 
 mod common;
 
 use std::time::Duration;
 
+use common::{block_on, sleep};
 use futures::future::{Either, join_all, select};
 use serde::{Deserialize, Serialize};
 use wasi_cache_guest::{Cache, Entry, Error};
-use wstd::runtime::block_on;
 
 /// A key unique to this run and to these tests.
 fn k(name: &str) -> String {
     common::unique_key("a", name)
-}
-
-fn sleep(ms: u64) -> wstd::time::Wait {
-    wstd::task::sleep(Duration::from_millis(ms).into())
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -26,7 +25,6 @@ struct Point {
     label: String,
 }
 
-#[test]
 fn get_set_exists_delete() {
     block_on(async {
         let cache = Cache::new();
@@ -60,7 +58,6 @@ fn get_set_exists_delete() {
     });
 }
 
-#[test]
 fn ttl_expires() {
     block_on(async {
         let cache = Cache::new();
@@ -79,7 +76,6 @@ fn ttl_expires() {
     });
 }
 
-#[test]
 fn many_concurrent_operations() {
     block_on(async {
         let cache = Cache::new();
@@ -97,7 +93,6 @@ fn many_concurrent_operations() {
     });
 }
 
-#[test]
 fn host_errors_carry_the_trace() {
     block_on(async {
         let cache = Cache::new();
@@ -112,7 +107,6 @@ fn host_errors_carry_the_trace() {
     });
 }
 
-#[test]
 fn get_or_set_computes_once_then_hits() {
     block_on(async {
         let cache = Cache::new();
@@ -133,7 +127,6 @@ fn get_or_set_computes_once_then_hits() {
     });
 }
 
-#[test]
 fn concurrent_get_or_set_share_one_computation() {
     block_on(async {
         let cache = Cache::new();
@@ -153,7 +146,6 @@ fn concurrent_get_or_set_share_one_computation() {
     });
 }
 
-#[test]
 fn failing_compute_hands_off_to_a_waiter() {
     block_on(async {
         let cache = Cache::new();
@@ -182,7 +174,6 @@ fn failing_compute_hands_off_to_a_waiter() {
     });
 }
 
-#[test]
 fn dropped_get_or_set_future_hands_off() {
     block_on(async {
         let cache = Cache::new();
@@ -210,7 +201,6 @@ fn dropped_get_or_set_future_hands_off() {
     });
 }
 
-#[test]
 fn entry_fill_and_abandon() {
     block_on(async {
         let cache = Cache::new();
@@ -233,7 +223,6 @@ fn entry_fill_and_abandon() {
     });
 }
 
-#[test]
 fn typed_values_and_decode_errors() {
     block_on(async {
         let cache = Cache::new();
@@ -277,7 +266,6 @@ fn typed_values_and_decode_errors() {
     });
 }
 
-#[test]
 fn streams_16_mib() {
     block_on(async {
         let cache = Cache::new();
@@ -307,7 +295,6 @@ fn streams_16_mib() {
     });
 }
 
-#[test]
 fn streamed_fill_reaches_a_waiter() {
     block_on(async {
         let cache = Cache::new();
@@ -335,3 +322,18 @@ fn streamed_fill_reaches_a_waiter() {
         assert_eq!(v.unwrap(), b"streamed");
     });
 }
+
+sdk_tests!(
+    get_set_exists_delete,
+    ttl_expires,
+    many_concurrent_operations,
+    host_errors_carry_the_trace,
+    get_or_set_computes_once_then_hits,
+    concurrent_get_or_set_share_one_computation,
+    failing_compute_hands_off_to_a_waiter,
+    dropped_get_or_set_future_hands_off,
+    entry_fill_and_abandon,
+    typed_values_and_decode_errors,
+    streams_16_mib,
+    streamed_fill_reaches_a_waiter,
+);

@@ -1,5 +1,8 @@
 //! End-to-end tests of the blocking API, run inside a component under `wasi-cache run`:
-//! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`.
+//! `CARGO_TARGET_WASM32_WASIP2_RUNNER="wasi-cache run" cargo test --target wasm32-wasip2`, and
+//! on the WASI 0.3 flavour with `--features p3`.
+
+#![cfg_attr(feature = "p3", no_main)]
 
 mod common;
 
@@ -13,7 +16,6 @@ fn k(name: &str) -> String {
     common::unique_key("b", name)
 }
 
-#[test]
 fn get_set_exists_delete() {
     let cache = Cache::new();
     assert_eq!(cache.get(&k("missing")).unwrap(), None);
@@ -31,7 +33,6 @@ fn get_set_exists_delete() {
     assert_eq!(cache.get(&k("k")).unwrap(), None);
 }
 
-#[test]
 fn get_or_set_and_compute_errors() {
     let cache = Cache::new();
     let err = cache
@@ -53,7 +54,6 @@ fn get_or_set_and_compute_errors() {
     ));
 }
 
-#[test]
 fn typed_values_and_decode_errors() {
     let cache = Cache::new();
     cache.set_as(&k("list"), &vec![1u16, 2, 3], None).unwrap();
@@ -70,7 +70,6 @@ fn typed_values_and_decode_errors() {
     assert!(err.is_decode(), "{err:?}");
 }
 
-#[test]
 fn streams() {
     let cache = Cache::new();
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
@@ -89,3 +88,10 @@ fn streams() {
     back.extend(r.blocking_read_to_end().unwrap());
     assert_eq!(back, body);
 }
+
+sdk_tests!(
+    get_set_exists_delete,
+    get_or_set_and_compute_errors,
+    typed_values_and_decode_errors,
+    streams,
+);

@@ -9,6 +9,16 @@ use crate::bindings::wasi::keyvalue::types::{IncomingValue, OutgoingValue};
 use crate::error::{Error, Result};
 use crate::pending;
 
+impl Error {
+    /// Wraps a `wasi:io` stream error.
+    fn stream(err: StreamError) -> Self {
+        match err {
+            StreamError::Closed => Error::Stream("stream closed".into()),
+            StreamError::LastOperationFailed(e) => Error::Stream(e.to_debug_string()),
+        }
+    }
+}
+
 /// Most bytes moved by one stream call (`blocking-write-and-flush` accepts at most 4096).
 pub const CHUNK: usize = 4096;
 
