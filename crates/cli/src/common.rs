@@ -18,7 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::args::CommonArgs;
-use crate::flavour::{self, Flavour};
+use crate::flavour::Flavour;
 use crate::{compiled, limits, stats};
 
 /// Exit code of errors before the component runs (bad options, bad file, missing imports,
@@ -229,17 +229,11 @@ pub fn instantiate_pre(
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let component = compiled::load(&engine, cache.as_ref(), path, &bytes)?;
     let mut linker = Linker::new(&engine);
-    // Both WASI flavours: a WASI 0.3 component built with Rust's std imports 0.2 too.
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    // The cache's two forms share their names: the one the component imports is linked.
+    let cache_flavour = Flavour::of_cache_import(&component, &engine);
+    wasi_cache_host::add_wasi_and_cache_to_linker(&mut linker, cache_flavour)?;
     if http {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    }
-    // The cache's two forms share their names: the one the component imports is linked.
-    let cache_flavour = flavour::cache(&component, &engine);
-    match cache_flavour {
-        Flavour::P2 => wasi_cache_host::p2::add_to_linker(&mut linker)?,
-        Flavour::P3 => wasi_cache_host::p3::add_to_linker(&mut linker)?,
     }
     let interfaces = match (http, cache_flavour) {
         (true, _) => "WASI, wasi:http and wasi:keyvalue/cache (WASI 0.2)",

@@ -2,18 +2,9 @@
 //! 0.3.0) and which form of `wasi:keyvalue/cache` it imports (0.2's `…-get` and pollables, or
 //! 0.3's `async get`), read from the component's type before it is linked.
 
+pub use wasi_cache_host::Flavour;
 use wasmtime::Engine;
 use wasmtime::component::Component;
-use wasmtime::component::types::ComponentItem;
-
-/// A WASI flavour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavour {
-    /// WASI 0.2 (golem-rust 2.x).
-    P2,
-    /// WASI 0.3, on component-model async (golem-rust 3.x).
-    P3,
-}
 
 /// The `wasi:cli/run` a command component exports, or — when it exports none — one line
 /// naming what it exports instead.
@@ -46,23 +37,4 @@ pub fn command(component: &Component, engine: &Engine) -> Result<Flavour, String
     Err(format!(
         "it must export wasi:cli/run@0.2.x (a WASI 0.2 command) or wasi:cli/run@0.3.0 (a WASI 0.3 command); it exports {found}"
     ))
-}
-
-/// The form of `wasi:keyvalue/cache` the component imports: 0.3 when its future resources have
-/// an `async get`, else 0.2 (also for a component that does not import the cache).
-pub fn cache(component: &Component, engine: &Engine) -> Flavour {
-    let p3 = component
-        .component_type()
-        .imports(engine)
-        .any(|(name, item)| match item.ty {
-            ComponentItem::ComponentInstance(instance)
-                if name.starts_with("wasi:keyvalue/cache@") =>
-            {
-                instance
-                    .exports(engine)
-                    .any(|(export, _)| export == "[method]future-get-result.get")
-            }
-            _ => false,
-        });
-    if p3 { Flavour::P3 } else { Flavour::P2 }
 }

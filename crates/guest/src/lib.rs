@@ -75,6 +75,7 @@ mod p3;
 use p3 as flavour;
 
 pub mod blocking;
+mod body;
 mod cache;
 pub mod codec;
 mod entry;

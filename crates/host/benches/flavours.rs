@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use wasi_cache_engine::{Config as CacheConfig, MemoryCache, Namespace};
 use wasi_cache_guest_build as guest_build;
-use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
+use wasi_cache_host::{Flavour, WasiCacheCtx, WasiCacheState};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtx;
@@ -114,13 +114,12 @@ fn main() {
     let engine = Engine::new(&config).unwrap();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let compile = |guest| Component::from_file(&engine, guest_build::build(guest, dir)).unwrap();
-    let mut p2 = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut p2).unwrap();
-    wasi_cache_host::p2::add_to_linker(&mut p2).unwrap();
-    let mut p3 = Linker::new(&engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut p3).unwrap();
-    wasmtime_wasi::p3::add_to_linker(&mut p3).unwrap();
-    wasi_cache_host::p3::add_to_linker(&mut p3).unwrap();
+    let linker = |flavour| {
+        let mut linker = Linker::new(&engine);
+        wasi_cache_host::add_wasi_and_cache_to_linker(&mut linker, flavour).unwrap();
+        linker
+    };
+    let (p2, p3) = (linker(Flavour::P2), linker(Flavour::P3));
     let guests = [
         Guest {
             name: "wasi-0.2",

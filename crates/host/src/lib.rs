@@ -21,6 +21,9 @@
 //! first still waits takes over (the first, perhaps cancelled by the guest, returns an error):
 //! a future wakes one waiter, whatever the guest does.
 //!
+//! To run any component, ask it which form it imports ([`Flavour::of_cache_import`]) and link
+//! WASI with that form ([`add_wasi_and_cache_to_linker`]), as `wasi-cache run` does.
+//!
 //! ## Embedding
 //! Give each [`Store`](wasmtime::Store) a [`WasiCacheCtx`] (the backend handle, the namespace,
 //! the limits), expose it with [`WasiCacheView`], and add the interfaces to your linker. When a
@@ -110,6 +113,7 @@
 mod budget;
 mod ctx;
 mod error;
+mod flavour;
 mod future;
 mod guard;
 mod ops;
@@ -122,6 +126,7 @@ mod value;
 pub use budget::MemoryMeter;
 pub use ctx::{WasiCacheCtx, WasiCacheCtxBuilder, WasiCacheCtxView, WasiCacheView};
 pub use error::CacheError;
+pub use flavour::{Flavour, add_wasi_and_cache_to_linker};
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };

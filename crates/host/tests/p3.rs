@@ -12,17 +12,10 @@ use std::time::Duration;
 use common::{Outcome, Running};
 use wasi_cache_engine::{Config as CacheConfig, Limits, MemoryCache, Namespace};
 use wasi_cache_guest_build as guest_build;
-use wasi_cache_host::{WasiCacheCtx, WasiCacheState};
+use wasi_cache_host::{Flavour, WasiCacheCtx, WasiCacheState};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-
-/// Which flavour a component is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavour {
-    P2,
-    P3,
-}
 
 /// The engine (component-model async on), and per flavour the compiled guest and its linker.
 struct Host {
@@ -40,14 +33,12 @@ fn host() -> &'static Host {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let compile =
             |guest| Component::from_file(&engine, guest_build::build(guest, dir)).unwrap();
-        let mut p2 = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut p2).unwrap();
-        wasi_cache_host::p2::add_to_linker(&mut p2).unwrap();
-        // A 0.3 command built with Rust's std still imports WASI 0.2 for std's own needs.
-        let mut p3 = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut p3).unwrap();
-        wasmtime_wasi::p3::add_to_linker(&mut p3).unwrap();
-        wasi_cache_host::p3::add_to_linker(&mut p3).unwrap();
+        let linker = |flavour| {
+            let mut linker = Linker::new(&engine);
+            wasi_cache_host::add_wasi_and_cache_to_linker(&mut linker, flavour).unwrap();
+            linker
+        };
+        let (p2, p3) = (linker(Flavour::P2), linker(Flavour::P3));
         Host {
             p2: (compile(guest_build::GUEST_E2E), p2),
             p3: (compile(guest_build::GUEST_E2E_P3), p3),

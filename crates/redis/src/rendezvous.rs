@@ -191,6 +191,13 @@ impl Inner {
         }
     }
 
+    /// Counts a waiting caller as a rendezvous wait, if not counted yet.
+    fn count_wait(&self, uncounted: &mut bool) {
+        if std::mem::take(uncounted) {
+            Counters::bump(&self.counters.rendezvous_waits);
+        }
+    }
+
     /// One driving turn: claim until the key has a value, the lock is ours, or the flight is
     /// resolved by someone else.
     async fn drive(
@@ -201,6 +208,8 @@ impl Inner {
         waited: &mut bool,
     ) -> Result<Drive> {
         let mut timed_out = false;
+        // Whether this caller waits but is not counted in `rendezvous_waits` yet.
+        let mut uncounted = false;
         // Until when the lock seen last may live: a waiter rides out connection failures until
         // then (its holder cannot keep the key longer), a first claim fails at once.
         let mut lock_lives_until: Option<Instant> = None;
@@ -246,13 +255,19 @@ impl Inner {
                     continue;
                 }
             };
-            self.note_wait(waited);
+            // The caller met a lock: it waits (not a hit), but is counted as a rendezvous wait
+            // only once it is sure to receive the fill (below).
+            if !*waited {
+                *waited = true;
+                uncounted = true;
+            }
             let wait = pttl.min(self.config.vacancy_timeout) + Duration::from_millis(1);
             let Some(mut events) = events else {
                 match self.pubsub.subscribe(&keys.channel).await {
                     // Subscribed: re-claim at once, now that no message can be missed.
                     Ok(s) => *subscription = Some(s),
                     Err(e) => {
+                        self.count_wait(&mut uncounted);
                         // Pub/sub is down: fall back to re-claiming on a timer (never tightly).
                         tracing::debug!("redis rendezvous without pub/sub: {e}");
                         if pause(resolved, None, wait.min(RETRY_WITHOUT_PUBSUB)).await {
@@ -263,6 +278,10 @@ impl Inner {
                 }
                 continue;
             };
+            // Counted as a wait only now, subscribed and behind a lock seen after subscribing:
+            // from here the holder's fill reaches this caller even when nothing is stored (a
+            // TTL-0 fill), which is what the count promises.
+            self.count_wait(&mut uncounted);
             tokio::select! {
                 biased;
                 _ = resolved.changed() => return Ok(Drive::Resolved),

@@ -20,44 +20,27 @@ pub(crate) trait HostFuture {
     fn take(&self) -> Option<Result<Self::Output, HostError>>;
 }
 
-impl HostFuture for FutureGetResult {
-    type Output = Option<IncomingValue>;
-    fn subscribe(&self) -> Pollable {
-        self.listen_to_future_get_result()
-    }
-    fn take(&self) -> Option<Result<Self::Output, HostError>> {
-        self.future_get_result_get()
-    }
+/// Implements [`HostFuture`] for future resources by their generated `listen-to-…` and `…-get`.
+macro_rules! host_future {
+    ($($resource:ty => $output:ty, $listen:ident, $get:ident;)*) => {$(
+        impl HostFuture for $resource {
+            type Output = $output;
+            fn subscribe(&self) -> Pollable {
+                self.$listen()
+            }
+            fn take(&self) -> Option<Result<Self::Output, HostError>> {
+                self.$get()
+            }
+        }
+    )*};
 }
 
-impl HostFuture for FutureExistsResult {
-    type Output = bool;
-    fn subscribe(&self) -> Pollable {
-        self.listen_to_future_exists_result()
-    }
-    fn take(&self) -> Option<Result<Self::Output, HostError>> {
-        self.future_exists_result_get()
-    }
-}
-
-impl HostFuture for FutureResult {
-    type Output = ();
-    fn subscribe(&self) -> Pollable {
-        self.listen_to_future_result()
-    }
-    fn take(&self) -> Option<Result<Self::Output, HostError>> {
-        self.future_result_get()
-    }
-}
-
-impl HostFuture for FutureGetOrSetResult {
-    type Output = GetOrSetEntry;
-    fn subscribe(&self) -> Pollable {
-        self.listen_to_future_get_or_set_result()
-    }
-    fn take(&self) -> Option<Result<Self::Output, HostError>> {
-        self.future_get_or_set_result_get()
-    }
+host_future! {
+    FutureGetResult => Option<IncomingValue>, listen_to_future_get_result, future_get_result_get;
+    FutureExistsResult => bool, listen_to_future_exists_result, future_exists_result_get;
+    FutureResult => (), listen_to_future_result, future_result_get;
+    FutureGetOrSetResult => GetOrSetEntry, listen_to_future_get_or_set_result,
+        future_get_or_set_result_get;
 }
 
 const NOT_READY: &str = "future not ready after its pollable was";

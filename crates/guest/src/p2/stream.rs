@@ -4,7 +4,7 @@
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 use wstd::runtime::AsyncPollable;
 
-use crate::bindings::wasi::keyvalue::cache::{self, FutureResult, Vacancy};
+use crate::bindings::wasi::keyvalue::cache::{FutureResult, Vacancy};
 use crate::bindings::wasi::keyvalue::types::{IncomingValue, OutgoingValue};
 use crate::error::{Error, Result};
 use crate::pending;
@@ -59,15 +59,6 @@ impl ValueReader {
         }
     }
 
-    /// The rest of the body, in one piece.
-    pub async fn read_to_end(&mut self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.read_chunk().await? {
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
-    }
-
     /// The next chunk (at most [`CHUNK`] bytes), blocking; none at the end of the body.
     pub fn blocking_read_chunk(&mut self) -> Result<Option<Vec<u8>>> {
         match self.stream.blocking_read(CHUNK as u64) {
@@ -75,15 +66,6 @@ impl ValueReader {
             Err(StreamError::Closed) => Ok(None),
             Err(e) => Err(Error::stream(e)),
         }
-    }
-
-    /// The rest of the body in one piece, blocking.
-    pub fn blocking_read_to_end(&mut self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.blocking_read_chunk()? {
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
     }
 }
 
@@ -97,8 +79,8 @@ pub struct ValueWriter {
     // Field order is drop order: pollable, stream, value, vacancy; `done` is taken by `finish`.
     pollable: Option<AsyncPollable>,
     stream: Option<OutputStream>,
-    done: Option<FutureResult>,
-    _value: OutgoingValue,
+    pub(crate) done: Option<FutureResult>,
+    pub(crate) value: OutgoingValue,
     _vacancy: Option<Vacancy>,
 }
 
@@ -112,14 +94,9 @@ impl ValueWriter {
             pollable: None,
             stream: Some(stream),
             done: None,
-            _value: value,
+            value,
             _vacancy: vacancy,
         })
-    }
-
-    /// Starts the `set` of this value under `key`; it resolves once the body is finished.
-    pub(crate) fn store_as(&mut self, key: &str, ttl_ms: Option<u32>) {
-        self.done = Some(cache::set(key, &self._value, ttl_ms));
     }
 
     fn stream(&self) -> Result<&OutputStream> {

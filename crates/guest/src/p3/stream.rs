@@ -4,7 +4,7 @@
 
 use wit_bindgen::{StreamReader, StreamResult, StreamWriter};
 
-use crate::bindings::wasi::keyvalue::cache::{self, FutureResult, Vacancy};
+use crate::bindings::wasi::keyvalue::cache::{FutureResult, Vacancy};
 use crate::bindings::wasi::keyvalue::types::{IncomingValue, OutgoingValue};
 use crate::bindings::wit_stream;
 use crate::error::{Error, Result};
@@ -45,23 +45,9 @@ impl ValueReader {
         }
     }
 
-    /// The rest of the body, in one piece.
-    pub async fn read_to_end(&mut self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(chunk) = self.read_chunk().await? {
-            out.extend_from_slice(&chunk);
-        }
-        Ok(out)
-    }
-
     /// The next chunk (at most [`CHUNK`] bytes), blocking; none at the end of the body.
     pub fn blocking_read_chunk(&mut self) -> Result<Option<Vec<u8>>> {
         wit_bindgen::block_on(self.read_chunk())
-    }
-
-    /// The rest of the body in one piece, blocking.
-    pub fn blocking_read_to_end(&mut self) -> Result<Vec<u8>> {
-        wit_bindgen::block_on(self.read_to_end())
     }
 }
 
@@ -74,8 +60,8 @@ impl ValueReader {
 pub struct ValueWriter {
     // Field order is drop order: stream, value, vacancy; `done` is taken by `finish`.
     stream: Option<StreamWriter<u8>>,
-    done: Option<FutureResult>,
-    _value: OutgoingValue,
+    pub(crate) done: Option<FutureResult>,
+    pub(crate) value: OutgoingValue,
     _vacancy: Option<Vacancy>,
 }
 
@@ -90,14 +76,9 @@ impl ValueWriter {
         Ok(ValueWriter {
             stream: Some(stream),
             done: None,
-            _value: value,
+            value,
             _vacancy: vacancy,
         })
-    }
-
-    /// Starts the `set` of this value under `key`; it resolves once the body is finished.
-    pub(crate) fn store_as(&mut self, key: &str, ttl_ms: Option<u32>) {
-        self.done = Some(cache::set(key, &self._value, ttl_ms));
     }
 
     /// Writes all of `bytes`, waiting (other tasks run meanwhile) while the host reads them.
