@@ -19,6 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::args::CommonArgs;
 use crate::flavour::Flavour;
+use crate::outgoing::Hooks;
 use crate::{compiled, limits, stats};
 
 /// Exit code of errors before the component runs (bad options, bad file, missing imports,
@@ -32,6 +33,8 @@ pub struct InstanceState {
     pub cache: WasiCacheState,
     /// The wasi:http context (used only by components linked with wasi:http: `serve`).
     pub http: WasiHttpCtx,
+    /// How its outgoing requests are sent.
+    pub hooks: Hooks,
 }
 
 impl WasiView for InstanceState {
@@ -51,7 +54,7 @@ impl WasiHttpView for InstanceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.cache.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -211,6 +214,7 @@ pub fn new_store(
     let state = InstanceState {
         cache: WasiCacheState::new(wasi, cache),
         http: WasiHttpCtx::new(),
+        hooks: Hooks,
     };
     limits::apply(engine, state, args, deadline)
 }

@@ -16,6 +16,7 @@ mod compile;
 mod compiled;
 mod flavour;
 mod limits;
+mod outgoing;
 mod panic;
 mod run;
 mod serve;

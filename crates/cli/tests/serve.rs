@@ -434,6 +434,30 @@ async fn healthz_follows_the_redis_server() {
     .await;
 }
 
+/// hyper sends a `GET` without `content-length` with no body, and dropped its body (the guest's
+/// `outgoing-body` stream) as soon as the head was written: a guest writing its empty body after
+/// that, as the proxy does right after `handle`, failed the request with a 502. With automatic
+/// pipelining on Redis the sending task won that race 2 runs in 3 (in
+/// `healthz_follows_the_redis_server`); here the guest writes its body only once the response
+/// has arrived, so the head was written first every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_body_written_after_the_response_can_still_be_written() {
+    let redis = wasi_cache_redis_server::RedisServer::start();
+    let url = format!("{}/0", redis.url());
+    guarded(async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--redis", url.as_str()]);
+        let reply = get(server.addr, "/_test/late-body/late").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.body, "late body: 200\n");
+        assert_eq!(upstream.seen("/late"), 1);
+        // The proxy's own path on a fresh key, right after start-up.
+        let fetched = get(server.addr, "/fresh").await;
+        assert_eq!(fetched.x_cache.as_deref(), Some("MISS"), "{fetched:?}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_slow_to_send_its_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -17,10 +17,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisFuture, RedisResult};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
 
+use crate::autopipeline::{self, AutoPipeline, Request};
 use crate::counters::Counters;
 use crate::errors::is_connection_error;
 use crate::tls::{RedisTls, build_client};
@@ -117,8 +118,8 @@ fn client_speaking(
 /// health check is written once against it.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    /// One server's connection.
-    Server(ConnectionManager),
+    /// One server's connection, pipelining concurrent commands.
+    Server(AutoPipeline),
     /// A cluster's connection, routing each command to the node serving its key's slot.
     Cluster(ClusterConnection),
 }
@@ -211,6 +212,9 @@ pub(crate) struct Commands {
     client: redis::Client,
     config: ConnectionManagerConfig,
     current: Mutex<ConnectionManager>,
+    /// The queue of the automatic pipelining task (see `autopipeline`).
+    queue: mpsc::UnboundedSender<Request>,
+    pipelining: JoinHandle<()>,
     /// Asks the health task for a check now.
     check: Arc<Notify>,
     health: JoinHandle<()>,
@@ -231,17 +235,25 @@ impl Commands {
             .set_max_delay(Duration::from_millis(200));
         let manager = new_manager(&client, &config)?;
         let check = Arc::new(Notify::new());
+        let (queue, queued) = mpsc::unbounded_channel();
         Ok(Arc::new_cyclic(|weak: &Weak<Self>| Self {
             health: tokio::spawn(watch(weak.clone(), check.clone(), op_timeout, counters)),
+            pipelining: tokio::spawn(autopipeline::serve(queued, weak.clone())),
             client,
             config,
             current: Mutex::new(manager),
+            queue,
             check,
         }))
     }
 
-    /// A handle on the current connection.
-    pub(crate) fn get(&self) -> ConnectionManager {
+    /// A handle on the current connection that pipelines concurrent commands.
+    pub(crate) fn get(&self) -> AutoPipeline {
+        AutoPipeline::new(self.queue.clone(), self.manager())
+    }
+
+    /// The current connection itself.
+    pub(crate) fn manager(&self) -> ConnectionManager {
         self.current.lock().clone()
     }
 
@@ -262,6 +274,7 @@ impl Commands {
 impl Drop for Commands {
     fn drop(&mut self) {
         self.health.abort();
+        self.pipelining.abort();
     }
 }
 
@@ -288,7 +301,7 @@ async fn watch(
             () = tokio::time::sleep(op_timeout) => {}
             () = check.notified() => {}
         }
-        let Some(mut conn) = commands.upgrade().map(|c| c.get()) else {
+        let Some(mut conn) = commands.upgrade().map(|c| c.manager()) else {
             return;
         };
         let ping = redis::cmd("PING");

@@ -73,7 +73,11 @@
 //!
 //! ## Connections
 //! A backend holds two connections: a multiplexed one for commands and one for pub/sub (and,
-//! with a near cache, its tracking connection). Both
+//! with a near cache, its tracking connection). Commands issued concurrently on one server are
+//! pipelined automatically: while two batches await their replies, further commands queue and
+//! leave together as the next batch, in one write (over TLS, one record instead of one per
+//! command, which is what lets redis-server read them together); a lone command leaves at once,
+//! and commands of more than 16 KiB bypass the queue. Both
 //! use TCP keepalive (idle time and interval of one op timeout, at least 1 s, 2 probes) and a
 //! `TCP_USER_TIMEOUT` of twice the op timeout (at least 1 s), and both are PINGed every op
 //! timeout: a connection whose command or PING gets no answer within the op timeout is replaced,
@@ -160,6 +164,7 @@
 #![warn(missing_docs)]
 
 mod acl;
+mod autopipeline;
 mod backend;
 mod cluster;
 mod config;

@@ -43,7 +43,9 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         .map_or("/", |path| path.as_str())
         .to_owned();
     #[cfg(feature = "test-routes")]
-    test_routes(&path).await?;
+    if let Some(response) = test_routes(&path).await? {
+        return Ok(response);
+    }
     let Ok(upstream) = std::env::var("UPSTREAM") else {
         return Ok(text(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,9 +164,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 /// The tests' misbehaviours: `/_test/trap` traps; `/_test/spin` computes until stopped;
 /// `/_test/trap-holding/PATH` takes the vacancy of `GET /PATH` (when the key is missing), asks
-/// the upstream for `/hold/trap`, then traps while still holding the vacancy.
+/// the upstream for `/hold/trap`, then traps while still holding the vacancy;
+/// `/_test/late-body/PATH` answers with [`late_body`]'s report on `GET /PATH`.
 #[cfg(feature = "test-routes")]
-async fn test_routes(path: &str) -> Result<(), Error> {
+async fn test_routes(path: &str) -> Result<Option<Response<Body>>, Error> {
     match path {
         "/_test/trap" => panic!("trap requested by the test"),
         "/_test/spin" => {
@@ -183,5 +186,69 @@ async fn test_routes(path: &str) -> Result<(), Error> {
             panic!("trap requested by the test, holding the vacancy of {rest}");
         }
     }
-    Ok(())
+    if let Some(rest) = path.strip_prefix("/_test/late-body") {
+        return late_body(rest).await.map(Some);
+    }
+    Ok(None)
+}
+
+/// Looks `GET PATH` up in the cache (as the proxy does first), then sends the upstream a `GET
+/// PATH` whose empty body it writes and finishes only once the response has arrived (a guest
+/// may write its body at any time before it finishes it; a body written after `handle` returns
+/// is what raced the sending of the request). A 200 saying `late body: STATUS` with the
+/// upstream's status when the body could be written, else a 502 saying why not.
+#[cfg(feature = "test-routes")]
+async fn late_body(path: &str) -> Result<Response<Body>, Error> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Fields, OutgoingBody, OutgoingRequest, Scheme};
+    use wstd::runtime::AsyncPollable;
+
+    let upstream = std::env::var("UPSTREAM")?;
+    let authority = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let _ = Cache::new().get_value(&format!("GET {path}")).await?;
+    let request = OutgoingRequest::new(Fields::new());
+    let invalid = |what: &str| Error::msg(format!("invalid {what}"));
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|()| invalid("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| invalid("authority"))?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| invalid("path"))?;
+    let body = request.body().map_err(|()| invalid("body"))?;
+    let pending = outgoing_handler::handle(request, None)?;
+    AsyncPollable::new(pending.subscribe()).wait_for().await;
+    let status = match pending.get() {
+        Some(Ok(Ok(response))) => response.status(),
+        Some(Ok(Err(code))) => {
+            let reason = format!("the request failed: {code:?}\n");
+            return Ok(text_owned(StatusCode::BAD_GATEWAY, reason));
+        }
+        _ => return Err(Error::msg("the response was ready but not there")),
+    };
+    let written = body
+        .write()
+        .map_err(|()| invalid("body stream"))
+        .and_then(|stream| {
+            let failed = |err| Error::msg(format!("{err:?}"));
+            stream.check_write().map_err(failed)?;
+            stream.write(b"").map_err(failed)?;
+            stream.flush().map_err(failed)
+        });
+    if let Err(err) = written {
+        let reason = format!("the body could not be written: {err}\n");
+        return Ok(text_owned(StatusCode::BAD_GATEWAY, reason));
+    }
+    OutgoingBody::finish(body, None)?;
+    Ok(text_owned(StatusCode::OK, format!("late body: {status}\n")))
+}
+
+/// A plain-text response of the test routes' own.
+#[cfg(feature = "test-routes")]
+fn text_owned(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response
 }
