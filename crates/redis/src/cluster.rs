@@ -97,6 +97,32 @@ pub(crate) async fn ping_masters(conn: &mut ClusterConnection) -> RedisResult<()
         .map(drop)
 }
 
+/// Why the seeds' TLS handshakes fail, if they do: redis-rs's cluster connection retries a
+/// failed handshake until the op timeout and then only reports that it timed out, so a backend
+/// that could not reach the cluster at start-up connects to each seed on its own (as one server,
+/// concurrently, each within `op_timeout`) to name the handshake's failure, as it does for one
+/// server (an untrusted CA, a refused client certificate, a port without TLS).
+pub(crate) async fn seed_handshake_failure(
+    seeds: &[String],
+    op_timeout: Duration,
+    tls: &RedisTls,
+) -> Option<Error> {
+    let probes = seeds.iter().map(|url| async move {
+        let client = crate::connection::client(url, op_timeout, tls).ok()?;
+        let connect = client.get_multiplexed_async_connection();
+        match tokio::time::timeout(op_timeout, connect).await {
+            Ok(Err(e)) => crate::tls::handshake_failure(&e),
+            Ok(Ok(_)) | Err(_) => None,
+        }
+    });
+    futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
+        .map(Error::Unavailable)
+}
+
 /// `names` grouped by slot: a sharded (un)subscribe names channels of one slot only.
 pub(crate) fn by_slot(names: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
     let mut groups: HashMap<Slot, Vec<Vec<u8>>> = HashMap::new();
