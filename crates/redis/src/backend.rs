@@ -13,7 +13,7 @@ use wasi_cache_engine::{
 
 use crate::cluster::{cluster_client, lazy_connection, seed_handshake_failure};
 use crate::config::{RedisConfig, RedisTarget};
-use crate::connection::{Commands, Conn, Link, client, resp3_client};
+use crate::connection::{ClusterCommands, Commands, Conn, Link, client, resp3_client};
 use crate::counters::Counters;
 use crate::errors::{
     cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error,
@@ -167,7 +167,8 @@ impl RedisBackend {
                     }
                     None => None,
                 };
-                (Link::Cluster(conn), near, source, 0, "SPUBLISH")
+                let commands = ClusterCommands::start(conn, op_timeout);
+                (Link::Cluster(commands), near, source, 0, "SPUBLISH")
             }
         };
         let pubsub = PubSub::start(source, op_timeout, counters.clone());
