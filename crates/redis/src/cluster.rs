@@ -187,11 +187,14 @@ impl Topology {
             let mut conn = conn.clone();
             async move {
                 let probe = conn.route_command(exists, routing);
-                let _ = tokio::time::timeout(op_timeout, probe).await;
+                matches!(tokio::time::timeout(op_timeout, probe).await, Ok(Ok(_)))
             }
         });
-        futures::future::join_all(probes).await;
-        self.followed = Some(masters);
+        // Unless some node answered (and so some `MOVED` reached redis-rs), the next call
+        // tries again.
+        if futures::future::join_all(probes).await.contains(&true) {
+            self.followed = Some(masters);
+        }
     }
 }
 
