@@ -2,8 +2,10 @@
 //! and acknowledges, the process answers nothing): operations on its slots fail within a bound
 //! of the op timeout while the other shards keep working, and once the cluster promoted its
 //! replica, operations and a rendezvous on those slots recover on the promoted master although
-//! no connection to the frozen node ever broke. The node is thawed at the end, even when the
-//! test fails (a guard).
+//! no connection to the frozen node ever broke. A host with a near cache sees it emptied by the
+//! freeze (its tracking connection's PING goes unanswered), never serves a value older than a
+//! write acknowledged after the failover, and uses its near cache again on the promoted master.
+//! The node is thawed at the end, even when the test fails (a guard).
 
 mod support;
 use support::*;
@@ -21,6 +23,8 @@ const OP: Duration = Duration::from_millis(800);
 const VACANCY: Duration = Duration::from_secs(120);
 /// Hang guard of the steps that wait for the cluster or the backend to recover.
 const GUARD: Duration = Duration::from_secs(60);
+/// The invalidation bound the issue sets: a write by another host is seen within it.
+const BOUND: Duration = Duration::from_millis(100);
 /// Keys written to find out which shard serves what.
 const KEYS: usize = 30;
 
@@ -28,9 +32,10 @@ fn key(k: usize) -> Vec<u8> {
     format!("key-{k}").into_bytes()
 }
 
-/// A host on `cluster`, without a near cache.
-async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
+/// A host on `cluster`, with a near cache of `near` bytes (`None`: without one).
+async fn host(cluster: &RedisCluster, near: Option<u64>) -> Arc<RedisBackend> {
     let config = RedisConfig {
+        near_cache: near,
         op_timeout: OP,
         vacancy_timeout: VACANCY,
         ..RedisConfig::with_cluster(cluster.seeds())
@@ -41,7 +46,8 @@ async fn host(cluster: &RedisCluster) -> Arc<RedisBackend> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
     let cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
-    let (holder, waiter) = (host(&cluster).await, host(&cluster).await);
+    let (holder, waiter) = (host(&cluster, None).await, host(&cluster, None).await);
+    let near = host(&cluster, Some(1 << 20)).await;
     let ns_name = format!("frozen-{}", std::process::id());
     let ns = Namespace::new(&ns_name).unwrap();
 
@@ -63,8 +69,15 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
     let elsewhere: Vec<usize> = (0..KEYS).filter(|&k| shards[k] != victim).collect();
     assert!(on_victim.len() >= 2 && elsewhere.len() >= 2, "{shards:?}");
     let (dead, recovered) = (on_victim[0], on_victim[1]);
+    cached(&near, &ns, &key(dead), &b("before"), GUARD).await;
 
     let frozen = cluster.freeze(victim);
+
+    // The frozen master's tracking connection stops answering PINGs: the near cache is emptied.
+    until(GUARD, "the freeze empties the near cache", || async {
+        near.stats().entries == 0
+    })
+    .await;
 
     // The other shards keep working: reads, writes and a rendezvous. Checked first, while the
     // frozen master still serves its slots as far as the cluster knows: once its replica is
@@ -79,6 +92,7 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
         waiter.get(&ns, &key(live)).await.unwrap(),
         Some(b("during"))
     );
+    assert_eq!(near.get(&ns, &key(live)).await.unwrap(), Some(b("during")));
     waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
     rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
 
@@ -126,6 +140,26 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
         Some(b("during"))
     );
 
+    // The near host never serves a value older than a write acknowledged after the failover;
+    // once it tracks the promoted master, its near hits resume and that master's invalidations
+    // reach it within the bound.
+    let after = eventually(GUARD, || near.get(&ns, &dead_key)).await;
+    assert_eq!(after, Some(b("after")), "a value from before the failover");
+    cached(&near, &ns, &dead_key, &b("after"), GUARD).await;
+    holder
+        .set(&ns, &dead_key, b("promoted"), None)
+        .await
+        .unwrap();
+    seen_within(
+        &near,
+        &ns,
+        &dead_key,
+        Some(b("promoted")),
+        Instant::now(),
+        BOUND,
+    )
+    .await;
+
     // A rendezvous on the shard works across the two hosts: the waiter's subscription is on
     // the promoted master.
     let recovered_key = key(recovered);
@@ -136,5 +170,5 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
     drop(frozen);
     tokio::task::block_in_place(|| cluster.wait_until_ok(GUARD));
     let value = eventually(GUARD, || waiter.get(&ns, &dead_key)).await;
-    assert_eq!(value, Some(b("after")));
+    assert_eq!(value, Some(b("promoted")));
 }
