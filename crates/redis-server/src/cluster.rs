@@ -81,6 +81,16 @@ impl RedisCluster {
             CLUSTERS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("creating the cluster's temp dir");
+        // A cluster shared by a whole test binary lives in a `static`, which is never dropped.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; rm -rf "$1""#)
+            .arg(std::process::id().to_string())
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
         let certs = TlsFiles::issue(&TestCa::new("wasi-cache test cluster CA"), &dir);
         Self::start_with(masters, replicas_per_master, Some((dir, certs)))
     }
