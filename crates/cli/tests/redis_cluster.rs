@@ -1,6 +1,7 @@
 //! `wasi-cache run --redis-cluster`: the memo example on a private 3-master Redis Cluster (its
-//! keys on the shards that serve them, its rendezvous through sharded pub/sub), and the
-//! option's errors (with --redis; a cluster nobody serves), each one `error:` line with exit
+//! keys on the shards that serve them, its rendezvous through sharded pub/sub), plain and over
+//! TLS (`rediss://` seeds with `--redis-ca-cert`), and the option's errors (with --redis; a
+//! cluster nobody serves; a TLS cluster signed by another CA), each one `error:` line with exit
 //! code 2.
 
 mod common;
@@ -8,7 +9,7 @@ use common::*;
 
 use std::path::Path;
 
-use wasi_cache_redis_server::{RedisCluster, free_port};
+use wasi_cache_redis_server::{RedisCluster, TestCa, free_port};
 
 #[test]
 fn memo_example_computes_once_per_key_on_a_cluster() {
@@ -38,6 +39,53 @@ fn memo_example_computes_once_per_key_on_a_cluster() {
         .map(|m| cluster.keys_on(m, "wc:*nth-prime*").len())
         .sum();
     assert_eq!(stored, 3);
+}
+
+#[test]
+fn memo_example_computes_once_per_key_on_a_tls_cluster() {
+    let cluster = RedisCluster::start_tls(3, 0);
+    let seeds = cluster.tls_seeds().join(",");
+    let run = wasi_cache([
+        Path::new("run"),
+        Path::new("--redis-cluster"),
+        Path::new(&seeds),
+        Path::new("--redis-ca-cert"),
+        cluster.ca_cert(),
+        memo_wasm(),
+    ]);
+    assert_memo_ran(&run);
+    let stored: usize = cluster
+        .masters()
+        .into_iter()
+        .map(|m| cluster.keys_on(m, "wc:*nth-prime*").len())
+        .sum();
+    assert_eq!(stored, 3);
+
+    // The same cluster with another CA's certificate: the handshake's failure, on one line.
+    let other_ca =
+        std::env::temp_dir().join(format!("wasi-cache-other-ca-{}.crt", std::process::id()));
+    TestCa::new("unrelated CA").write_cert(&other_ca);
+    let refused = wasi_cache([
+        Path::new("run"),
+        Path::new("--redis-cluster"),
+        Path::new(&seeds),
+        Path::new("--redis-ca-cert"),
+        &other_ca,
+        memo_wasm(),
+    ]);
+    let _ = std::fs::remove_file(&other_ca);
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert_eq!(refused.stderr.lines().count(), 1, "{refused:#?}");
+    assert!(
+        refused
+            .stderr
+            .starts_with("error: cannot connect to the Redis Cluster at ")
+            && refused.stderr.contains(
+                "TLS handshake with Redis failed: certificate verify failed: the server's \
+                 certificate is signed by an unknown CA"
+            ),
+        "{refused:#?}"
+    );
 }
 
 #[test]

@@ -7,11 +7,20 @@
 //! few seconds; `cluster-require-full-coverage no` keeps the other shards answering while a
 //! shard is down (the default stops the whole cluster), as a deployment that wants a shard's
 //! outage to stay the shard's own would configure it.
+//!
+//! [`RedisCluster::start_tls`] starts the same cluster with TLS everywhere the backend goes:
+//! clients, the cluster bus (`tls-cluster yes`) and replication (`tls-replication yes`), on
+//! certificates of one CA made for the cluster. Each node keeps a plain port for the tests' own
+//! views (`redis-cli` without TLS); a TLS client is told the nodes' TLS ports (`CLUSTER SLOTS`
+//! answers with the port of the client's own kind), so what is under test, seeded with
+//! [`RedisCluster::tls_seeds`], only ever connects over TLS.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{RedisServer, free_port};
+use crate::{ClientAuth, PemPair, RedisServer, TestCa, TlsFiles, free_port};
 
 /// The cluster node timeout: how long a silent node has before it is failed over.
 pub(crate) const NODE_TIMEOUT_MS: u64 = 1_000;
@@ -23,6 +32,34 @@ const SLOTS: u32 = 16_384;
 pub struct RedisCluster {
     /// Every node, by index; `None` once killed.
     nodes: Vec<Option<RedisServer>>,
+    /// The certificates of a TLS cluster, in a directory of the cluster's own (removed on drop).
+    tls: Option<(PathBuf, TlsFiles)>,
+    /// Which nodes are frozen ([`RedisCluster::freeze`]): the views skip them, as a command to
+    /// a frozen node would never return.
+    frozen: Vec<AtomicBool>,
+}
+
+/// A node frozen by [`RedisCluster::freeze`]; thawed (`SIGCONT`) when dropped, so a failing test
+/// leaves no frozen process behind.
+pub struct Frozen<'a> {
+    cluster: &'a RedisCluster,
+    node: usize,
+}
+
+impl Frozen<'_> {
+    /// The frozen node.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        if let Some(server) = &self.cluster.nodes[self.node] {
+            server.freeze(false);
+        }
+        self.cluster.frozen[self.node].store(false, Ordering::Relaxed);
+    }
 }
 
 impl RedisCluster {
@@ -30,35 +67,91 @@ impl RedisCluster {
     /// cluster covering every slot, and waits until every node reports `cluster_state:ok` (and
     /// every replica is in sync). Panics if that takes over a minute.
     pub fn start(masters: usize, replicas_per_master: usize) -> Self {
+        Self::start_with(masters, replicas_per_master, None)
+    }
+
+    /// As [`RedisCluster::start`], with TLS for clients, the cluster bus and replication, on
+    /// certificates of a CA made for this cluster ([`RedisCluster::ca_cert`]). Clients need no
+    /// certificate of their own, and one they show must be signed by the CA.
+    pub fn start_tls(masters: usize, replicas_per_master: usize) -> Self {
+        static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "wasi-cache-redis-cluster-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("creating the cluster's temp dir");
+        // A cluster shared by a whole test binary lives in a `static`, which is never dropped.
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; rm -rf "$1""#)
+            .arg(std::process::id().to_string())
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let certs = TlsFiles::issue(&TestCa::new("wasi-cache test cluster CA"), &dir);
+        Self::start_with(masters, replicas_per_master, Some((dir, certs)))
+    }
+
+    fn start_with(
+        masters: usize,
+        replicas_per_master: usize,
+        tls: Option<(PathBuf, TlsFiles)>,
+    ) -> Self {
         let count = masters * (1 + replicas_per_master);
         let nodes: Vec<Option<RedisServer>> = (0..count)
             .map(|_| {
                 let bus = free_port();
-                Some(RedisServer::start_with(
-                    [
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        &NODE_TIMEOUT_MS.to_string(),
-                        "--cluster-port",
-                        &bus.to_string(),
-                        "--cluster-require-full-coverage",
-                        "no",
-                        "--cluster-replica-validity-factor",
-                        "0",
-                    ]
-                    .map(str::to_owned)
-                    .to_vec(),
-                ))
+                let mut extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    &NODE_TIMEOUT_MS.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-require-full-coverage",
+                    "no",
+                    "--cluster-replica-validity-factor",
+                    "0",
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                Some(match &tls {
+                    None => RedisServer::start_with(extra),
+                    Some((_, certs)) => {
+                        extra.extend(
+                            ["--tls-cluster", "yes", "--tls-replication", "yes"].map(str::to_owned),
+                        );
+                        RedisServer::start_tls_with(ClientAuth::Optional, certs.clone(), extra)
+                    }
+                })
             })
             .collect();
-        let cluster = Self { nodes };
+        let frozen = nodes.iter().map(|_| AtomicBool::new(false)).collect();
+        let cluster = Self { nodes, tls, frozen };
         let mut create = Command::new("redis-cli");
+        if let Some((_, certs)) = &cluster.tls {
+            // The nodes meet on the addresses given here: their TLS ports.
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(&certs.ca_cert)
+                .arg("--cert")
+                .arg(&certs.client.cert)
+                .arg("--key")
+                .arg(&certs.client.key);
+        }
         create.arg("--cluster").arg("create");
         for node in cluster.nodes.iter().flatten() {
-            create.arg(format!("127.0.0.1:{}", node.port()));
+            let port = match cluster.tls {
+                Some(_) => node.tls_port(),
+                None => node.port(),
+            };
+            create.arg(format!("127.0.0.1:{port}"));
         }
         let output = create
             .args(["--cluster-replicas", &replicas_per_master.to_string()])
@@ -104,6 +197,56 @@ impl RedisCluster {
             .filter(|&n| self.nodes[n].is_some())
             .map(|n| self.url(n))
             .collect()
+    }
+
+    /// The TLS URL of node `node`, `rediss://127.0.0.1:TLS_PORT`. Panics unless the cluster was
+    /// started with [`RedisCluster::start_tls`].
+    pub fn tls_url(&self, node: usize) -> String {
+        self.nodes[node]
+            .as_ref()
+            .map(RedisServer::tls_url)
+            .unwrap_or_else(|| panic!("node {node} was killed"))
+    }
+
+    /// The TLS URLs of the nodes still running: seed nodes for a client (a TLS cluster only).
+    pub fn tls_seeds(&self) -> Vec<String> {
+        (0..self.len())
+            .filter(|&n| self.nodes[n].is_some())
+            .map(|n| self.tls_url(n))
+            .collect()
+    }
+
+    /// The CA certificate (PEM file) that signed every node's certificate (a TLS cluster only).
+    pub fn ca_cert(&self) -> &Path {
+        &self.certs().ca_cert
+    }
+
+    /// A client certificate and key (PEM files) signed by [`RedisCluster::ca_cert`].
+    pub fn client_cert(&self) -> &PemPair {
+        &self.certs().client
+    }
+
+    fn certs(&self) -> &TlsFiles {
+        let (_, certs) = self
+            .tls
+            .as_ref()
+            .expect("a TLS cluster (RedisCluster::start_tls)");
+        certs
+    }
+
+    /// Freezes node `node` (`SIGSTOP`) until the returned guard is dropped (`SIGCONT`): while
+    /// frozen its kernel still accepts connections, but it answers nothing, not even the
+    /// cluster bus, so the others fail it over after the node timeout.
+    pub fn freeze(&self, node: usize) -> Frozen<'_> {
+        let server = self.nodes[node]
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {node} was killed"));
+        self.frozen[node].store(true, Ordering::Relaxed);
+        server.freeze(true);
+        Frozen {
+            cluster: self,
+            node,
+        }
     }
 
     /// Runs one `redis-cli` command on node `node` and returns its output (trimmed).
@@ -186,9 +329,7 @@ impl RedisCluster {
 
     /// What is not ok yet, if anything.
     fn problem(&self) -> Option<String> {
-        let live: Vec<usize> = (0..self.len())
-            .filter(|&n| self.nodes[n].is_some())
-            .collect();
+        let live: Vec<usize> = (0..self.len()).filter(|&n| self.answering(n)).collect();
         for &node in &live {
             let info = self.cli(node, &["CLUSTER", "INFO"]);
             if !info.contains("cluster_state:ok") {
@@ -238,9 +379,9 @@ impl RedisCluster {
                 .and_then(|addr| addr.rsplit(':').next())
                 .and_then(|p| p.parse().ok());
             let Some(node) = (0..self.len()).find(|&n| {
-                self.nodes[n]
-                    .as_ref()
-                    .is_some_and(|s| Some(s.port()) == port)
+                self.nodes[n].as_ref().is_some_and(|s| {
+                    Some(s.port()) == port || (s.tls.is_some() && Some(s.tls_port()) == port)
+                })
             }) else {
                 continue;
             };
@@ -259,10 +400,25 @@ impl RedisCluster {
         out
     }
 
-    /// A running node.
+    /// A running node that answers (not frozen).
     fn any_live(&self) -> usize {
         (0..self.len())
-            .find(|&n| self.nodes[n].is_some())
+            .find(|&n| self.answering(n))
             .expect("a running node")
+    }
+
+    /// Whether node `node` runs and is not frozen.
+    fn answering(&self, node: usize) -> bool {
+        self.nodes[node].is_some() && !self.frozen[node].load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        // The nodes first: they read the certificates.
+        self.nodes.clear();
+        if let Some((dir, _)) = &self.tls {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }

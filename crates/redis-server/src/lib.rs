@@ -12,7 +12,7 @@ mod certs;
 mod cluster;
 
 pub use certs::{PemPair, TestCa};
-pub use cluster::RedisCluster;
+pub use cluster::{Frozen, RedisCluster};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,31 @@ pub enum ClientAuth {
     Optional,
     /// Mutual TLS: a client without a certificate signed by the CA is refused.
     Required,
+}
+
+/// The certificate files of a TLS server: the CA, the server's certificate, and a client
+/// certificate (which the server also shows when it connects to other nodes as a client).
+#[derive(Debug, Clone)]
+pub(crate) struct TlsFiles {
+    /// The CA certificate (PEM).
+    pub(crate) ca_cert: PathBuf,
+    /// The server certificate and key.
+    pub(crate) server: PemPair,
+    /// The client certificate and key.
+    pub(crate) client: PemPair,
+}
+
+impl TlsFiles {
+    /// Writes `ca`'s certificate, and a server and a client certificate it issues, to `dir`.
+    pub(crate) fn issue(ca: &TestCa, dir: &Path) -> Self {
+        let ca_cert = dir.join("ca.crt");
+        ca.write_cert(&ca_cert);
+        Self {
+            ca_cert,
+            server: ca.issue_server(dir),
+            client: ca.issue_client(dir),
+        }
+    }
 }
 
 /// The TLS side of a server: its port, and the files a client needs.
@@ -80,8 +105,25 @@ impl RedisServer {
         let port = free_port();
         let dir = temp_dir(port);
         let ca = TestCa::new("wasi-cache test CA");
-        let ca_cert = dir.join("ca.crt");
-        ca.write_cert(&ca_cert);
+        let certs = TlsFiles::issue(&ca, &dir);
+        Self::launch_tls(port, dir, auth, certs, Vec::new())
+    }
+
+    /// Starts a server with a TLS port on the certificates `certs` (shared by the nodes of a TLS
+    /// cluster), with more arguments, and waits until it answers PING.
+    pub(crate) fn start_tls_with(auth: ClientAuth, certs: TlsFiles, extra: Vec<String>) -> Self {
+        let port = free_port();
+        Self::launch_tls(port, temp_dir(port), auth, certs, extra)
+    }
+
+    /// Starts the server on `port` in `dir`, with a TLS port of its own on `certs`.
+    fn launch_tls(
+        port: u16,
+        dir: PathBuf,
+        auth: ClientAuth,
+        certs: TlsFiles,
+        extra: Vec<String>,
+    ) -> Self {
         // Two free ports may come out equal (each listener is closed before the next).
         let tls_port = std::iter::repeat_with(free_port)
             .find(|&p| p != port)
@@ -89,16 +131,16 @@ impl RedisServer {
         let tls = Tls {
             port: tls_port,
             auth,
-            ca_cert,
-            server: ca.issue_server(&dir),
-            client: ca.issue_client(&dir),
+            ca_cert: certs.ca_cert,
+            server: certs.server,
+            client: certs.client,
         };
         let mut server = Self {
             child: None,
             port,
             dir,
             tls: Some(tls),
-            extra: Vec::new(),
+            extra,
         };
         server.spawn();
         server
@@ -196,7 +238,13 @@ impl RedisServer {
                 .arg(&tls.server.key)
                 .arg("--tls-ca-cert-file")
                 .arg(&tls.ca_cert)
-                .args(["--tls-auth-clients", auth]);
+                .args(["--tls-auth-clients", auth])
+                // What the server shows when it is the client (cluster bus, replication): the
+                // server certificate is for server authentication only.
+                .arg("--tls-client-cert-file")
+                .arg(&tls.client.cert)
+                .arg("--tls-client-key-file")
+                .arg(&tls.client.key);
         }
         let child = command
             .stdout(Stdio::null())

@@ -11,9 +11,9 @@ use wasi_cache_engine::{
     Backend, BoxFuture, Error, GetOrSet, Limits, Namespace, Result, Stats, VacancySlot,
 };
 
-use crate::cluster::{cluster_client, lazy_connection};
+use crate::cluster::{cluster_client, lazy_connection, seed_handshake_failure};
 use crate::config::{RedisConfig, RedisTarget};
-use crate::connection::{Commands, Conn, Link, client, resp3_client};
+use crate::connection::{ClusterCommands, Commands, Conn, Link, client, resp3_client};
 use crate::counters::Counters;
 use crate::errors::{
     cluster_error, cluster_timeout, is_connection_error, map_redis_error, timeout_error,
@@ -97,10 +97,19 @@ impl RedisBackend {
     /// Fails with `Error::InvalidConfig` for a malformed URL or an ACL user without the channel
     /// rights (the message names what to grant), and `Error::Unavailable` or `Error::Timeout`
     /// when the server cannot be reached.
-    /// On a cluster, PING goes to every master, and the channel check uses sharded pub/sub.
+    /// On a cluster, PING goes to every master, and the channel check uses sharded pub/sub; when
+    /// the masters cannot be reached, a failed TLS handshake with a seed is named as for one
+    /// server.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let backend = Self::connect_lazy(config)?;
-        backend.ping().await?;
+        if let Err(e) = backend.ping().await {
+            let config = &backend.inner.config;
+            if let (Error::Unavailable(_), RedisTarget::Cluster(seeds)) = (&e, &config.target) {
+                let handshake = seed_handshake_failure(seeds, config.op_timeout, &config.tls).await;
+                return Err(handshake.unwrap_or(e));
+            }
+            return Err(e);
+        }
         crate::acl::check_channel_rights(&backend.inner).await?;
         backend.inner.pubsub.connected().await?;
         if let Some(near) = &backend.inner.near {
@@ -158,7 +167,8 @@ impl RedisBackend {
                     }
                     None => None,
                 };
-                (Link::Cluster(conn), near, source, 0, "SPUBLISH")
+                let commands = ClusterCommands::start(conn, op_timeout);
+                (Link::Cluster(commands), near, source, 0, "SPUBLISH")
             }
         };
         let pubsub = PubSub::start(source, op_timeout, counters.clone());

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
 
 use crate::autopipeline::{self, AutoPipeline, Request};
+use crate::cluster::Topology;
 use crate::counters::Counters;
 use crate::errors::is_connection_error;
 use crate::tls::{RedisTls, build_client};
@@ -183,9 +184,10 @@ impl ConnectionLike for Conn {
 pub(crate) enum Link {
     /// One server's, replaced when it stops answering.
     Server(Arc<Commands>),
-    /// A cluster's: redis-rs repairs each node's connection and follows the topology itself
-    /// (a health task would add nothing: a node's slots fail over by the cluster's own timeout).
-    Cluster(ClusterConnection),
+    /// A cluster's: redis-rs repairs each node's broken connection and follows redirects
+    /// itself; operations that time out make it follow a failover it did not see (a frozen
+    /// master's, see [`ClusterCommands`]).
+    Cluster(Arc<ClusterCommands>),
 }
 
 impl Link {
@@ -193,7 +195,7 @@ impl Link {
     pub(crate) fn get(&self) -> Conn {
         match self {
             Self::Server(commands) => Conn::Server(commands.get()),
-            Self::Cluster(conn) => Conn::Cluster(conn.clone()),
+            Self::Cluster(commands) => Conn::Cluster(commands.conn.clone()),
         }
     }
 
@@ -201,8 +203,47 @@ impl Link {
     pub(crate) fn suspect(&self) {
         match self {
             Self::Server(commands) => commands.suspect(),
-            Self::Cluster(_) => {}
+            Self::Cluster(commands) => commands.check.notify_one(),
         }
+    }
+}
+
+/// A cluster's command connection, and the task that makes it follow a failover when its
+/// operations time out: a frozen master keeps its connection (its kernel still answers TCP),
+/// so redis-rs would keep sending its slots' commands there after the cluster promoted its
+/// replica.
+pub(crate) struct ClusterCommands {
+    conn: ClusterConnection,
+    /// Asks the task to look at the cluster's masters now.
+    check: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl ClusterCommands {
+    /// Wraps `conn` and starts its task.
+    pub(crate) fn start(conn: ClusterConnection, op_timeout: Duration) -> Arc<Self> {
+        let check = Arc::new(Notify::new());
+        let task = tokio::spawn(follow_failovers(conn.clone(), check.clone(), op_timeout));
+        Arc::new(Self { conn, check, task })
+    }
+}
+
+impl Drop for ClusterCommands {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Each time an operation failed for want of an answer, has `conn` follow the cluster's masters
+/// if they changed; at most once per op timeout, however many operations fail meanwhile.
+async fn follow_failovers(mut conn: ClusterConnection, check: Arc<Notify>, op_timeout: Duration) {
+    let mut topology = Topology::default();
+    // The masters the connection starts with.
+    topology.follow(&mut conn, op_timeout).await;
+    loop {
+        check.notified().await;
+        topology.follow(&mut conn, op_timeout).await;
+        tokio::time::sleep(op_timeout).await;
     }
 }
 

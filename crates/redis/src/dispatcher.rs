@@ -26,7 +26,7 @@ use redis::{PushInfo, PushKind, RetryMethod};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::cluster::{by_slot, ping_masters};
+use crate::cluster::{Topology, by_slot, ping_masters};
 use crate::counters::Counters;
 use crate::errors::{cluster_error, is_connection_error, map_redis_error};
 use crate::pubsub::{Event, Kind, Outcome, Shared, Target};
@@ -356,19 +356,34 @@ async fn write(shared: &Weak<Shared>, work: &Notify, sink: Sink, op_timeout: Dur
 }
 
 /// PINGs every op timeout. One server's connection is lost when a PING fails for want of a
-/// connection or gets no answer within the op timeout; a cluster's PING of every master only
-/// keeps redis-rs's view of the cluster fresh (a failure is logged: the shard's own commands
-/// report it).
+/// connection or gets no answer within the op timeout; a cluster's PING of every master keeps
+/// redis-rs's view of the cluster fresh, and one a master did not answer makes the connection
+/// follow the cluster's masters if they changed (a frozen master's replica promoted: the
+/// subscriptions on its slots move to the new master).
 async fn ping(mut sink: Sink, op_timeout: Duration) -> End {
     let cluster = matches!(sink, Sink::Cluster(_));
+    let mut topology = Topology::default();
+    if let Sink::Cluster(conn) = &mut sink {
+        // The masters the connection starts with.
+        topology.follow(conn, op_timeout).await;
+    }
     loop {
         tokio::time::sleep(op_timeout).await;
-        match tokio::time::timeout(op_timeout, sink.ping()).await {
-            Ok(Ok(())) => {}
+        let unanswered = match tokio::time::timeout(op_timeout, sink.ping()).await {
+            Ok(Ok(())) => false,
             Ok(Err(e)) if is_connection_error(&e) && !cluster => return End::Lost(e.to_string()),
-            Ok(Err(e)) => tracing::debug!("redis pub/sub PING refused: {e}"),
-            Err(_) if cluster => tracing::debug!("redis cluster PING unanswered"),
+            Ok(Err(e)) => {
+                tracing::debug!("redis pub/sub PING refused: {e}");
+                is_connection_error(&e)
+            }
+            Err(_) if cluster => {
+                tracing::debug!("redis cluster PING unanswered");
+                true
+            }
             Err(_) => return End::Lost(format!("no answer to PING within {op_timeout:?}")),
+        };
+        if let (true, Sink::Cluster(conn)) = (unanswered, &mut sink) {
+            topology.follow(conn, op_timeout).await;
         }
     }
 }

@@ -109,6 +109,10 @@
 //! a replica is promoted, the next operations find it (redis-rs rebuilds its slot map from the
 //! nodes' answers), and a waiter that was subscribed on the lost node gets its answer from the
 //! new one (or the vacancy, if the lock did not reach the replica before the master died).
+//! A master whose process is frozen (its kernel still answering TCP) breaks no connection, so
+//! redis-rs alone would keep sending its slots' commands there: operations that time out (and
+//! the pub/sub connection's unanswered PINGs) make the backend ask the cluster which masters
+//! serve slots, and after a change make redis-rs rebuild its slot map (see `cluster.rs`).
 //! [`Backend::ping`](wasi_cache_engine::Backend::ping) PINGs every master. A cluster has only
 //! database 0; a seed URL naming another is refused.
 //!

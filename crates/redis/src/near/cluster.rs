@@ -86,7 +86,7 @@ impl Masters {
 }
 
 /// The masters in a `CLUSTER SLOTS` reply: each range's first node.
-fn masters_of(reply: &Value) -> Result<Vec<Node>, Error> {
+pub(crate) fn masters_of(reply: &Value) -> Result<Vec<Node>, Error> {
     let odd = || {
         Error::Unavailable(format!(
             "Redis Cluster: unexpected CLUSTER SLOTS reply {reply:?}"

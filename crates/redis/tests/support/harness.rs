@@ -1,5 +1,6 @@
 //! The contract suite's harness: backends on a `redis-server` of the case's own, over plain TCP
-//! or over TLS, or on the test binary's Redis Cluster; with or without a near cache.
+//! or over TLS, or on the test binary's Redis Cluster (plain or TLS); with or without a near
+//! cache.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use wasi_cache_contract::{Harness, HarnessConfig};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasi_cache_redis_server::{ClientAuth, RedisServer};
 
-use super::{shared_cluster, tls_config};
+use super::{cluster_tls_config, shared_cluster, shared_tls_cluster, tls_config};
 
 /// Builds backends (own connections each) on a `redis-server` of the case's own, stopped when
 /// the case ends, or on the binary's cluster (cases use namespaces of their own, so they share
@@ -54,6 +55,15 @@ impl RedisHarness {
     pub fn cluster() -> Self {
         Self {
             config: RedisConfig::with_cluster(shared_cluster().seeds()),
+            _server: None,
+        }
+    }
+
+    /// Backends on the test binary's 3-master TLS cluster (started by the first case), trusting
+    /// its CA.
+    pub fn cluster_tls() -> Self {
+        Self {
+            config: cluster_tls_config(shared_tls_cluster()),
             _server: None,
         }
     }

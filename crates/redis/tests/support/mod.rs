@@ -22,6 +22,23 @@ pub fn shared_cluster() -> &'static RedisCluster {
     CLUSTER.get_or_init(|| RedisCluster::start(3, 0))
 }
 
+/// The test binary's TLS Redis Cluster: 3 masters, no replicas, TLS for clients, the cluster
+/// bus and replication, started on first use and stopped when the binary exits.
+pub fn shared_tls_cluster() -> &'static RedisCluster {
+    static CLUSTER: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+    CLUSTER.get_or_init(|| RedisCluster::start_tls(3, 0))
+}
+
+/// The defaults on the TLS seeds of `cluster` (a TLS cluster), trusting its CA (and showing no
+/// client certificate).
+pub fn cluster_tls_config(cluster: &RedisCluster) -> RedisConfig {
+    let tls = RedisTls::from_files(Some(cluster.ca_cert()), None).expect("the test CA");
+    RedisConfig {
+        tls,
+        ..RedisConfig::with_cluster(cluster.tls_seeds())
+    }
+}
+
 /// `s` as a value.
 pub fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

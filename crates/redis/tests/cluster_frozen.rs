@@ -1,0 +1,174 @@
+//! A master of a Redis Cluster with replicas is frozen (`SIGSTOP`: its kernel still accepts
+//! and acknowledges, the process answers nothing): operations on its slots fail within a bound
+//! of the op timeout while the other shards keep working, and once the cluster promoted its
+//! replica, operations and a rendezvous on those slots recover on the promoted master although
+//! no connection to the frozen node ever broke. A host with a near cache sees it emptied by the
+//! freeze (its tracking connection's PING goes unanswered), never serves a value older than a
+//! write acknowledged after the failover, and uses its near cache again on the promoted master.
+//! The node is thawed at the end, even when the test fails (a guard).
+
+mod support;
+use support::*;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasi_cache_engine::{Backend, Error, Namespace};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
+use wasi_cache_redis_server::RedisCluster;
+
+/// Short, so that the shard's operations time out well before its replica takes over.
+const OP: Duration = Duration::from_millis(800);
+/// Longer than every hang guard: no waiter gets anything from a lock expiring.
+const VACANCY: Duration = Duration::from_secs(120);
+/// Hang guard of the steps that wait for the cluster or the backend to recover.
+const GUARD: Duration = Duration::from_secs(60);
+/// The invalidation bound the issue sets: a write by another host is seen within it.
+const BOUND: Duration = Duration::from_millis(100);
+/// Keys written to find out which shard serves what.
+const KEYS: usize = 30;
+
+fn key(k: usize) -> Vec<u8> {
+    format!("key-{k}").into_bytes()
+}
+
+/// A host on `cluster`, with a near cache of `near` bytes (`None`: without one).
+async fn host(cluster: &RedisCluster, near: Option<u64>) -> Arc<RedisBackend> {
+    let config = RedisConfig {
+        near_cache: near,
+        op_timeout: OP,
+        vacancy_timeout: VACANCY,
+        ..RedisConfig::with_cluster(cluster.seeds())
+    };
+    Arc::new(RedisBackend::connect(config).await.expect("connect"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
+    let cluster = tokio::task::block_in_place(|| RedisCluster::start(3, 1));
+    let (holder, waiter) = (host(&cluster, None).await, host(&cluster, None).await);
+    let near = host(&cluster, Some(1 << 20)).await;
+    let ns_name = format!("frozen-{}", std::process::id());
+    let ns = Namespace::new(&ns_name).unwrap();
+
+    // Which master serves which key.
+    for k in 0..KEYS {
+        holder.set(&ns, &key(k), b("before"), None).await.unwrap();
+    }
+    let shard_of = |k: usize| {
+        let suffix = format!("{ns_name}key-{k}");
+        cluster
+            .masters()
+            .into_iter()
+            .find(|&m| !cluster.keys_on(m, &format!("*{suffix}")).is_empty())
+            .expect("every key is on a master")
+    };
+    let shards: Vec<usize> = (0..KEYS).map(shard_of).collect();
+    let victim = shards[0];
+    let on_victim: Vec<usize> = (0..KEYS).filter(|&k| shards[k] == victim).collect();
+    let elsewhere: Vec<usize> = (0..KEYS).filter(|&k| shards[k] != victim).collect();
+    assert!(on_victim.len() >= 2 && elsewhere.len() >= 2, "{shards:?}");
+    let (dead, recovered) = (on_victim[0], on_victim[1]);
+    cached(&near, &ns, &key(dead), &b("before"), GUARD).await;
+
+    let frozen = cluster.freeze(victim);
+
+    // The frozen master's tracking connection stops answering PINGs: the near cache is emptied.
+    until(GUARD, "the freeze empties the near cache", || async {
+        near.stats().entries == 0
+    })
+    .await;
+
+    // The other shards keep working: reads, writes and a rendezvous. Checked first, while the
+    // frozen master still serves its slots as far as the cluster knows: once its replica is
+    // promoted, the backend's slot map rebuild may hold every command once, up to the op
+    // timeout, if redis-rs asks the frozen node first (documented).
+    let live = elsewhere[0];
+    holder
+        .set(&ns, &key(live), b("during"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        waiter.get(&ns, &key(live)).await.unwrap(),
+        Some(b("during"))
+    );
+    assert_eq!(near.get(&ns, &key(live)).await.unwrap(), Some(b("during")));
+    waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
+    rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
+
+    // The frozen shard's operations fail, with a clear error, within the op timeout's bound
+    // (each one's timeout has the backend look at the cluster's masters).
+    for _ in 0..3 {
+        let start = Instant::now();
+        let failed = holder.get(&ns, &key(dead)).await;
+        let took = start.elapsed();
+        assert!(took <= OP * 2, "a failing operation took {took:?}");
+        match failed {
+            Err(e @ Error::Unavailable(_)) => {
+                assert!(e.to_string().contains("Redis Cluster"), "{e}")
+            }
+            other => panic!("an operation on the frozen shard: {other:?}"),
+        }
+    }
+
+    // The cluster promotes the frozen master's replica (seen from the running nodes).
+    let start = Instant::now();
+    tokio::task::block_in_place(|| {
+        loop {
+            let masters = cluster.masters();
+            if masters.len() == 3 && !masters.contains(&victim) {
+                break;
+            }
+            assert!(
+                start.elapsed() < GUARD,
+                "the frozen master's replica was not promoted: masters {masters:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+
+    // Operations on the frozen shard's keys recover on the promoted master, for both hosts,
+    // while the old master is still frozen (its connections never broke).
+    let dead_key = key(dead);
+    let value = eventually(GUARD, || holder.get(&ns, &dead_key)).await;
+    assert_eq!(value, Some(b("before")), "the replica had the value");
+    holder.set(&ns, &dead_key, b("after"), None).await.unwrap();
+    let value = eventually(GUARD, || waiter.get(&ns, &dead_key)).await;
+    assert_eq!(value, Some(b("after")));
+    assert_eq!(
+        waiter.get(&ns, &key(live)).await.unwrap(),
+        Some(b("during"))
+    );
+
+    // The near host never serves a value older than a write acknowledged after the failover;
+    // once it tracks the promoted master, its near hits resume and that master's invalidations
+    // reach it within the bound.
+    let after = eventually(GUARD, || near.get(&ns, &dead_key)).await;
+    assert_eq!(after, Some(b("after")), "a value from before the failover");
+    cached(&near, &ns, &dead_key, &b("after"), GUARD).await;
+    holder
+        .set(&ns, &dead_key, b("promoted"), None)
+        .await
+        .unwrap();
+    seen_within(
+        &near,
+        &ns,
+        &dead_key,
+        Some(b("promoted")),
+        Instant::now(),
+        BOUND,
+    )
+    .await;
+
+    // A rendezvous on the shard works across the two hosts: the waiter's subscription is on
+    // the promoted master.
+    let recovered_key = key(recovered);
+    eventually(GUARD, || holder.delete(&ns, &recovered_key)).await;
+    rendezvous(&holder, &waiter, &ns, &recovered_key, GUARD).await;
+
+    // Thawed, the old master rejoins as a replica; the shard keeps answering.
+    drop(frozen);
+    tokio::task::block_in_place(|| cluster.wait_until_ok(GUARD));
+    let value = eventually(GUARD, || waiter.get(&ns, &dead_key)).await;
+    assert_eq!(value, Some(b("promoted")));
+}
