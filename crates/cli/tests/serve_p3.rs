@@ -171,6 +171,17 @@ async fn a_stampede_of_100_requests_computes_once_on_the_shared_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_sees_the_url_it_was_asked_for() {
+    guarded(async {
+        let server = Server::start(&[]);
+        let reply = get(server.addr, "/url").await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert_eq!(reply.body, format!("http://{}/url", server.addr));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_is_a_500_for_that_request_only() {
     guarded(async {
         let server = Server::start(&[]);
@@ -182,10 +193,14 @@ async fn a_trap_is_a_500_for_that_request_only() {
         assert_eq!(beside.status, StatusCode::OK, "{beside:?}");
         let after = get(server.addr, "/memo/after-a-trap").await;
         assert_eq!(after.status, StatusCode::OK, "{after:?}");
+        // An `error-code` instead of a response is a 500 too.
+        let error = get(server.addr, "/error").await;
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR, "{error:?}");
+        assert_eq!(error.body, "the component failed to answer\n");
         let failed = server
             .metric("wasi_cache_http_requests_total", &[("class", "5xx")])
             .await;
-        assert_eq!(failed, 1.0);
+        assert_eq!(failed, 2.0);
     })
     .await;
 }

@@ -4,8 +4,10 @@
 
 use std::pin::Pin;
 
-use hyper::Request;
 use hyper::body::Incoming;
+use hyper::header::HOST;
+use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::{Request, Uri};
 use tokio::sync::oneshot;
 use wasmtime::component::Resource;
 use wasmtime::{Result, Store};
@@ -14,6 +16,29 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::Answer;
 use crate::common::InstanceState;
+
+/// `request` with the scheme and authority a WASI 0.2 component is given too (the `http` scheme;
+/// the `Host` header when the request line has no authority, its usual origin form), so that a
+/// component of either flavour can rebuild the URL it was asked for. Left as it is when the
+/// `Host` header is missing or invalid.
+fn absolute(mut request: Request<Incoming>) -> Request<Incoming> {
+    let mut parts = request.uri().clone().into_parts();
+    if parts.authority.is_none() {
+        parts.authority = request
+            .headers()
+            .get(HOST)
+            .and_then(|host| host.to_str().ok())
+            .and_then(|host| host.parse().ok());
+    }
+    parts.scheme.get_or_insert(Scheme::HTTP);
+    parts
+        .path_and_query
+        .get_or_insert(PathAndQuery::from_static("/"));
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    request
+}
 
 /// What the host learns of an error while it reads a request's body for the component.
 type RequestBodyResult =
@@ -42,7 +67,7 @@ impl Call {
     ) -> Result<Self> {
         let http = store.data_mut().http();
         let (request, request_body) =
-            wasmtime_wasi_http::p3::Request::from_http(http.hooks, request);
+            wasmtime_wasi_http::p3::Request::from_http(http.hooks, absolute(request));
         let request = http.table.push(request)?;
         Ok(Self {
             pre: pre.clone(),
