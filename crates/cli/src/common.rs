@@ -221,8 +221,8 @@ pub fn new_store(
 
 /// Reads, checks and compiles the component at `path` (through the compilation cache of
 /// `args`; a `.cwasm` of `wasi-cache compile` is loaded as it is) on an engine set up for the
-/// limits, and links it with WASI (0.2 and 0.3), the cache in the form it imports and, with `http`, wasi:http: ready to
-/// instantiate once per run or per request.
+/// limits, and links it with WASI (0.2 and 0.3), the cache in the form it imports and, with
+/// `http`, wasi:http (0.2 and 0.3): ready to instantiate once per run or per request.
 pub fn instantiate_pre(
     args: &CommonArgs,
     path: &Path,
@@ -237,10 +237,13 @@ pub fn instantiate_pre(
     let cache_flavour = Flavour::of_cache_import(&component, &engine);
     wasi_cache_host::add_wasi_and_cache_to_linker(&mut linker, cache_flavour)?;
     if http {
+        // Both too: `serve` accepts a WASI 0.2 wasi:http/proxy and a WASI 0.3 wasi:http/service.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     }
     let interfaces = match (http, cache_flavour) {
-        (true, _) => "WASI, wasi:http and wasi:keyvalue/cache (WASI 0.2)",
+        (true, Flavour::P2) => "WASI, wasi:http and wasi:keyvalue/cache (WASI 0.2)",
+        (true, Flavour::P3) => "WASI, wasi:http and wasi:keyvalue/cache (WASI 0.3)",
         (false, Flavour::P2) => "WASI and wasi:keyvalue/cache (WASI 0.2)",
         (false, Flavour::P3) => "WASI and wasi:keyvalue/cache (WASI 0.3)",
     };

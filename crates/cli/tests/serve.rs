@@ -682,7 +682,11 @@ fn start_up_errors_are_one_line_and_exit_code_2() {
     let run = wasi_cache(["serve", "--addr", "127.0.0.1:0", empty.to_str().unwrap()]);
     assert_eq!(run.code, Some(2), "{run:?}");
     assert!(
-        run.stderr.starts_with("error: ") && run.stderr.contains("not a wasi:http/proxy component"),
+        run.stderr.starts_with("error: ")
+            && run
+                .stderr
+                .contains("not a wasi:http/proxy or wasi:http/service component")
+            && run.stderr.contains("it exports nothing"),
         "{run:?}"
     );
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");

@@ -109,6 +109,15 @@ pub const CONSTANT_1K: Guest<'static> = Guest {
     features: &[],
 };
 
+/// The test guest of `wasi-cache serve`'s WASI 0.3 path (`crates/cli/tests/serve-p3-guest`): a
+/// `wasi:http/service@0.3.0` component (a cdylib, so its `.wasm` is named after the library)
+/// using the cache in its WASI 0.3 form through the SDK.
+pub const SERVE_P3: Guest<'static> = Guest {
+    manifest: "crates/cli/tests/serve-p3-guest/Cargo.toml",
+    bin: "serve_p3_guest",
+    features: &[],
+};
+
 /// Path of the guest SDK's manifest (`crates/guest`), relative to the repository root.
 pub const SDK_MANIFEST: &str = "crates/guest/Cargo.toml";
 

@@ -18,8 +18,10 @@ pub enum Flavour {
 }
 
 impl Flavour {
-    /// The form of the cache `component` imports: 0.3 when its future resources have an
-    /// `async get`, else 0.2 (also for a component that does not import the cache).
+    /// The form of the cache `component` imports: 0.3 when one of its future resources has an
+    /// `async get` (whichever: a component imports only the functions it uses, e.g. only
+    /// `future-get-or-set-result`'s), else 0.2 (also for a component that does not import the
+    /// cache).
     pub fn of_cache_import(component: &Component, engine: &Engine) -> Self {
         let p3 = component
             .component_type()
@@ -28,9 +30,10 @@ impl Flavour {
                 ComponentItem::ComponentInstance(instance)
                     if name.starts_with("wasi:keyvalue/cache@") =>
                 {
-                    instance
-                        .exports(engine)
-                        .any(|(export, _)| export == "[method]future-get-result.get")
+                    // 0.2's are `[method]future-get-result.future-get-result-get` and the like.
+                    instance.exports(engine).any(|(export, _)| {
+                        export.starts_with("[method]future-") && export.ends_with(".get")
+                    })
                 }
                 _ => false,
             });

@@ -1,12 +1,16 @@
-//! `wasi-cache serve`: serves a `wasi:http/proxy` component over HTTP/1.1 (hyper, through
-//! wasmtime-wasi-http), compiled and pre-instantiated once, a fresh instance per request, every
-//! instance on one shared backend. The server's own answers (503 above
-//! `--max-concurrent-requests`, 504 past `--request-timeout`, 500 for a trap) and the graceful
-//! shutdown on SIGINT and SIGTERM live here too; the admin endpoint of `--admin-addr` in
-//! [`admin`], the metrics in [`metrics`].
+//! `wasi-cache serve`: serves a WASI 0.2 `wasi:http/proxy` or a WASI 0.3 `wasi:http/service`
+//! component over HTTP/1.1 (hyper, through wasmtime-wasi-http), compiled and pre-instantiated
+//! once, a fresh instance per request, every instance on one shared backend. What both flavours
+//! share lives here: the listener, the server's own answers (503 above
+//! `--max-concurrent-requests`, 504 past `--request-timeout`, 500 for a trap), the time limits
+//! and the graceful shutdown on SIGINT and SIGTERM; how a request reaches an instance of each
+//! flavour, in [`p2`] and [`p3`]; the admin endpoint of `--admin-addr` in [`admin`], the metrics
+//! in [`metrics`].
 
 mod admin;
 mod metrics;
+mod p2;
+mod p3;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,15 +31,15 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 use wasi_cache_engine::Backend;
 use wasmtime::error::Context;
-use wasmtime::{Error, Result};
-use wasmtime_wasi_http::WasiHttpView;
+use wasmtime::{Engine, Error, Result, Store};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::args::{CommonArgs, ServeArgs, format_duration};
 use crate::common::{self, InstanceState, setup_error};
+use crate::flavour::{self, Flavour};
 use crate::{limits, panic};
 use admin::Admin;
 use metrics::Metrics;
@@ -123,18 +127,77 @@ fn logging() {
 }
 
 /// Compiles the component and links it with WASI, wasi:http and the cache, once for every
-/// request, on an engine set up for the time limit.
-fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
+/// request, on an engine set up for the time limit; it is served as the WASI 0.2 or 0.3 HTTP
+/// component it is.
+fn prepare(args: &ServeArgs) -> Result<Pre> {
     let path = &args.component;
     let pre = common::instantiate_pre(&args.common, path, true)?;
-    ProxyPre::new(pre).with_context(|| {
-        format!(
-            "{} is not a wasi:http/proxy component (it must export \
-             wasi:http/incoming-handler@0.2)",
+    let not_http = |why: String| {
+        Error::msg(format!(
+            "{} is not a wasi:http/proxy or wasi:http/service component: {why}",
             path.display()
-        )
-    })
+        ))
+    };
+    let engine = pre.engine().clone();
+    match flavour::http(pre.component(), &engine).map_err(not_http)? {
+        Flavour::P2 => ProxyPre::new(pre).map(Pre::P2),
+        Flavour::P3 => ServicePre::new(pre).map(Pre::P3),
+    }
+    .map_err(|err| not_http(format!("its handler does not match: {err}")))
 }
+
+/// A linked HTTP component of either flavour, ready to instantiate once per request.
+enum Pre {
+    /// It exports `wasi:http/incoming-handler@0.2.x`.
+    P2(ProxyPre<InstanceState>),
+    /// It exports `wasi:http/handler@0.3.x`.
+    P3(ServicePre<InstanceState>),
+}
+
+impl Pre {
+    /// The engine the component is compiled for.
+    fn engine(&self) -> &Engine {
+        match self {
+            Pre::P2(pre) => pre.engine(),
+            Pre::P3(pre) => pre.engine(),
+        }
+    }
+
+    /// Puts `request` in `store` for a fresh instance; its response goes to `answer`.
+    fn call(
+        &self,
+        store: &mut Store<InstanceState>,
+        request: Request<Incoming>,
+        answer: oneshot::Sender<Answer>,
+    ) -> Result<Call> {
+        match self {
+            Pre::P2(pre) => p2::Call::new(pre, store, request, answer).map(Call::P2),
+            Pre::P3(pre) => p3::Call::new(pre, store, request, answer).map(Call::P3),
+        }
+    }
+}
+
+/// One request in a store, ready to run in a fresh instance of either flavour.
+enum Call {
+    /// For a WASI 0.2 component.
+    P2(p2::Call),
+    /// For a WASI 0.3 component.
+    P3(p3::Call),
+}
+
+impl Call {
+    /// Instantiates the component and runs its handler to its end.
+    async fn run(self, store: &mut Store<InstanceState>) -> Result<()> {
+        match self {
+            Call::P2(call) => call.run(store).await,
+            Call::P3(call) => call.run(store).await,
+        }
+    }
+}
+
+/// What the component answered: its response, or the `error-code` it answered with instead
+/// (described).
+type Answer = Result<Response<HyperOutgoingBody>, String>;
 
 /// Binds a listening socket, for `what`.
 async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -146,7 +209,7 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 /// What every request's handling shares.
 struct Server {
     /// The component, compiled, linked and ready to instantiate.
-    pre: ProxyPre<InstanceState>,
+    pre: Pre,
     /// The cache every instance shares.
     backend: Arc<dyn Backend>,
     /// The cache options and per-instance limits.
@@ -218,29 +281,15 @@ impl Server {
             deadline,
         );
         let (sender, receiver) = oneshot::channel();
-        let resources = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .and_then(|request| {
-                let out = store.data_mut().http().new_response_outparam(sender)?;
-                Ok((request, out))
-            });
-        let (request, out) = match resources {
-            Ok(resources) => resources,
+        let call = match self.pre.call(&mut store, request, sender) {
+            Ok(call) => call,
             Err(err) => return self.internal_error(&what, &err),
         };
         let server = self.clone();
         let instance = tokio::spawn(async move {
             let _permit = permit;
             let mut halt = server.halt.subscribe();
-            let handle = panic::catch(async {
-                let proxy = server.pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, request, out)
-                    .await
-            });
+            let handle = panic::catch(call.run(&mut store));
             // The epoch callback stops an instance that computes; `within`, one blocked in a
             // host call.
             let finished = tokio::select! {
@@ -261,7 +310,7 @@ impl Server {
         match limits::within(deadline, receiver).await {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(code))) => {
-                tracing::warn!("{what}: the component answered with the error {code:?}");
+                tracing::warn!("{what}: the component answered with the error {code}");
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "the component failed to answer\n",
