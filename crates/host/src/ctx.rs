@@ -18,9 +18,20 @@ pub struct WasiCacheCtx {
     pub(crate) max_live_futures: usize,
     pub(crate) budget: Arc<MemoryBudget>,
     live: Arc<AtomicUsize>,
+    /// Owned by the context alone, so by its store: a weak handle on it tells whether the store
+    /// still exists (see [`WasiCacheCtx::store_token`]).
+    alive: Arc<()>,
 }
 
 impl WasiCacheCtx {
+    /// A handle that stops upgrading once this context is dropped. wasmtime drops a store's
+    /// data before the streams the store still holds, so a stream consumer dropped after its
+    /// context went is one torn down with the store (a trap, a killed instance), not closed by
+    /// the guest.
+    pub(crate) fn store_token(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
+    }
+
     /// Default cap on the futures one instance may have in flight at once.
     pub const DEFAULT_MAX_LIVE_FUTURES: usize = 4096;
     /// Default memory budget of one instance: 64 MiB of everything it makes the host hold.
@@ -163,6 +174,7 @@ impl WasiCacheCtxBuilder {
             max_live_futures: self.max_live_futures,
             budget: MemoryBudget::new(self.memory_budget),
             live: Arc::new(AtomicUsize::new(0)),
+            alive: Arc::new(()),
         }
     }
 }

@@ -81,9 +81,10 @@
 //!   dropped. Dropping the vacancy, or that outgoing-value before a body, abandons it (the backend
 //!   hands it to a waiter), and so does a guest that traps or whose store is dropped. In 0.3,
 //!   `outgoing-value-write-body-async` takes the guest's `stream<u8>`: the body is complete when
-//!   the guest drops its writable end. (wasmtime 48 does not tell a stream's consumer that end
-//!   from the store's teardown, so a 0.3 guest that traps mid-body has the bytes it wrote so
-//!   far stored, where 0.2 abandons them.)
+//!   the guest drops its writable end. (wasmtime 48 drops a stream's consumer for that end and
+//!   for the store's teardown alike; the host tells them apart by whether the store's
+//!   [`WasiCacheCtx`] still exists, since wasmtime drops a store's data first. So a 0.3 guest
+//!   that traps mid-body has its partial body abandoned, as in 0.2, never stored cut short.)
 //! - Dropping a `set` or `delete` future does not cancel the write; dropping a `get-or-set`
 //!   future leaves the rendezvous (a vacancy it held or was about to receive is handed off).
 //! - Bad input (oversized keys or values, more live futures than

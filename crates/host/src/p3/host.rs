@@ -71,10 +71,11 @@ impl<U> types::HostOutgoingValueWithStore<U> for HasWasiCache {
         guarded("outgoing-value-write-body-async", || {
             let view = store.get();
             let (limits, budget) = (view.ctx.limits, view.ctx.budget.clone());
+            let store_token = view.ctx.store_token();
             let body = view.table.get_mut(&value)?.write_async(&limits, &budget);
             match body {
                 Ok(body) => {
-                    data.pipe(&mut store, BodyConsumer(body))?;
+                    data.pipe(&mut store, BodyConsumer::new(body, store_token))?;
                     Ok(Ok(()))
                 }
                 Err(err) => {

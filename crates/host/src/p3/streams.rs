@@ -2,6 +2,7 @@
 //! body to the guest, and the consumer that collects an outgoing value's body from it.
 
 use std::pin::Pin;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 
 use wasmtime::StoreContextMut;
@@ -49,7 +50,18 @@ impl<D> StreamProducer<D> for BodyReader {
 
 /// The consumer of `outgoing-value-write-body-async`'s `stream<u8>`: a [`BodyBuffer`] that the
 /// guest fills; when it drops its writable end, the body is complete.
-pub(crate) struct BodyConsumer(pub(crate) BodyBuffer);
+pub(crate) struct BodyConsumer {
+    body: BodyBuffer,
+    /// Upgrades while the store (its cache context) exists: see [`Drop`] below.
+    store: Weak<()>,
+}
+
+impl BodyConsumer {
+    /// Consumes the guest's stream into `body`, for the store whose context gave `store`.
+    pub(crate) fn new(body: BodyBuffer, store: Weak<()>) -> Self {
+        Self { body, store }
+    }
+}
 
 impl<D> StreamConsumer<D> for BodyConsumer {
     type Item = u8;
@@ -61,7 +73,7 @@ impl<D> StreamConsumer<D> for BodyConsumer {
         src: Source<Self::Item>,
         _finish: bool,
     ) -> Poll<wasmtime::Result<StreamResult>> {
-        if !self.0.is_open() {
+        if !self.body.is_open() {
             return Poll::Ready(Ok(StreamResult::Dropped));
         }
         let mut src = src.as_direct(store);
@@ -69,7 +81,7 @@ impl<D> StreamConsumer<D> for BodyConsumer {
         let len = bytes.len();
         // Past the value limit or the budget the body fails: the guest's writes see the stream
         // dropped, its `set` the error.
-        if self.0.append(bytes).is_err() {
+        if self.body.append(bytes).is_err() {
             return Poll::Ready(Ok(StreamResult::Dropped));
         }
         src.mark_read(len);
@@ -79,9 +91,17 @@ impl<D> StreamConsumer<D> for BodyConsumer {
 
 impl Drop for BodyConsumer {
     fn drop(&mut self) {
+        // wasmtime 48 drops a consumer both when the guest drops its writable end and when the
+        // store is torn down (a trap, an instance killed mid-body). The store's data, and so the
+        // context holding `store`, goes first in the second case: then the body is abandoned,
+        // as a WASI 0.2 body stream torn down with its store is (its `set` fails, its vacancy
+        // goes to a waiter), never stored cut short.
+        if self.store.upgrade().is_none() {
+            return;
+        }
         // The guest dropped its writable end: the body is complete. The fill (if any) runs on
         // the ambient runtime, like every backend call.
-        if let Some(close) = self.0.close() {
+        if let Some(close) = self.body.close() {
             wasmtime_wasi::runtime::with_ambient_tokio_runtime(|| {
                 tokio::spawn(close);
             });
