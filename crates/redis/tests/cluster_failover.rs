@@ -7,41 +7,13 @@
 //! invalidations reach it.
 
 mod support;
+use support::failover::*;
 use support::*;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasi_cache_redis_server::RedisCluster;
-
-/// Short, so that an operation on the killed shard ends before its replica can take over (the
-/// cluster needs its node timeout, 1 s, to even notice the master is gone).
-const OP: Duration = Duration::from_millis(800);
-/// Longer than every hang guard: no waiter gets anything from a lock expiring.
-const VACANCY: Duration = Duration::from_secs(120);
-/// Hang guard of the steps that wait for the cluster.
-const GUARD: Duration = Duration::from_secs(60);
-/// The invalidation bound the issue sets: a write by another host is seen within it.
-const BOUND: Duration = Duration::from_millis(100);
-/// Keys written to find out which shard serves what.
-const KEYS: usize = 30;
-
-fn key(k: usize) -> Vec<u8> {
-    format!("key-{k}").into_bytes()
-}
-
-/// A host on `cluster`, with a near cache of `near` bytes (`None`: without one).
-async fn host(cluster: &RedisCluster, near: Option<u64>) -> Arc<RedisBackend> {
-    let config = RedisConfig {
-        near_cache: near,
-        op_timeout: OP,
-        vacancy_timeout: VACANCY,
-        ..RedisConfig::with_cluster(cluster.seeds())
-    };
-    Arc::new(RedisBackend::connect(config).await.expect("connect"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
@@ -52,22 +24,11 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     let ns = Namespace::new(&ns_name).unwrap();
 
     // Which master serves which key.
-    for k in 0..KEYS {
-        holder.set(&ns, &key(k), b("before"), None).await.unwrap();
-    }
-    let shard_of = |k: usize| {
-        let suffix = format!("{ns_name}key-{k}");
-        cluster
-            .masters()
-            .into_iter()
-            .find(|&m| !cluster.keys_on(m, &format!("*{suffix}")).is_empty())
-            .expect("every key is on a master")
-    };
-    let shards: Vec<usize> = (0..KEYS).map(shard_of).collect();
-    let victim = shards[0];
-    let on_victim: Vec<usize> = (0..KEYS).filter(|&k| shards[k] == victim).collect();
-    let elsewhere: Vec<usize> = (0..KEYS).filter(|&k| shards[k] != victim).collect();
-    assert!(on_victim.len() >= 3 && elsewhere.len() >= 3, "{shards:?}");
+    let Shards {
+        victim,
+        on_victim,
+        elsewhere,
+    } = shards(&cluster, &holder, &ns_name, 3).await;
     let (dead, waited, recovered) = (on_victim[0], on_victim[1], on_victim[2]);
 
     // The near host holds a key of the victim's shard and one of another shard.

@@ -8,40 +8,13 @@
 //! The node is thawed at the end, even when the test fails (a guard).
 
 mod support;
+use support::failover::*;
 use support::*;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasi_cache_engine::{Backend, Error, Namespace};
-use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasi_cache_redis_server::RedisCluster;
-
-/// Short, so that the shard's operations time out well before its replica takes over.
-const OP: Duration = Duration::from_millis(800);
-/// Longer than every hang guard: no waiter gets anything from a lock expiring.
-const VACANCY: Duration = Duration::from_secs(120);
-/// Hang guard of the steps that wait for the cluster or the backend to recover.
-const GUARD: Duration = Duration::from_secs(60);
-/// The invalidation bound the issue sets: a write by another host is seen within it.
-const BOUND: Duration = Duration::from_millis(100);
-/// Keys written to find out which shard serves what.
-const KEYS: usize = 30;
-
-fn key(k: usize) -> Vec<u8> {
-    format!("key-{k}").into_bytes()
-}
-
-/// A host on `cluster`, with a near cache of `near` bytes (`None`: without one).
-async fn host(cluster: &RedisCluster, near: Option<u64>) -> Arc<RedisBackend> {
-    let config = RedisConfig {
-        near_cache: near,
-        op_timeout: OP,
-        vacancy_timeout: VACANCY,
-        ..RedisConfig::with_cluster(cluster.seeds())
-    };
-    Arc::new(RedisBackend::connect(config).await.expect("connect"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
@@ -52,22 +25,11 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
     let ns = Namespace::new(&ns_name).unwrap();
 
     // Which master serves which key.
-    for k in 0..KEYS {
-        holder.set(&ns, &key(k), b("before"), None).await.unwrap();
-    }
-    let shard_of = |k: usize| {
-        let suffix = format!("{ns_name}key-{k}");
-        cluster
-            .masters()
-            .into_iter()
-            .find(|&m| !cluster.keys_on(m, &format!("*{suffix}")).is_empty())
-            .expect("every key is on a master")
-    };
-    let shards: Vec<usize> = (0..KEYS).map(shard_of).collect();
-    let victim = shards[0];
-    let on_victim: Vec<usize> = (0..KEYS).filter(|&k| shards[k] == victim).collect();
-    let elsewhere: Vec<usize> = (0..KEYS).filter(|&k| shards[k] != victim).collect();
-    assert!(on_victim.len() >= 2 && elsewhere.len() >= 2, "{shards:?}");
+    let Shards {
+        victim,
+        on_victim,
+        elsewhere,
+    } = shards(&cluster, &holder, &ns_name, 2).await;
     let (dead, recovered) = (on_victim[0], on_victim[1]);
     cached(&near, &ns, &key(dead), &b("before"), GUARD).await;
 
@@ -98,7 +60,7 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
 
     // The frozen shard's operations fail, with a clear error, within the op timeout's bound
     // (each one's timeout has the backend look at the cluster's masters).
-    for _ in 0..3 {
+    for attempt in 0..3 {
         let start = Instant::now();
         let failed = holder.get(&ns, &key(dead)).await;
         let took = start.elapsed();
@@ -107,6 +69,9 @@ async fn a_frozen_masters_slots_recover_on_its_promoted_replica() {
             Err(e @ Error::Unavailable(_)) => {
                 assert!(e.to_string().contains("Redis Cluster"), "{e}")
             }
+            // The cluster may promote the replica (its node timeout is 1 s) while these run, and
+            // the backend then serves the slot from it: only the first must fail.
+            Ok(_) if attempt > 0 => break,
             other => panic!("an operation on the frozen shard: {other:?}"),
         }
     }

@@ -4,6 +4,7 @@
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+pub mod failover;
 pub mod harness;
 pub mod proxy;
 
