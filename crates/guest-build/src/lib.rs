@@ -8,12 +8,18 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 /// The repository's root (the workspace's folder).
+///
+/// Read from the `CARGO_MANIFEST_DIR` cargo gives the test or bench at run time (its package is
+/// `crates/NAME` too): cargo reuses this crate's build for another clone sharing the target dir
+/// without rebuilding it, so the compile-time value may name that clone. The compile-time value
+/// serves when the variable is missing or names no such repository.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
+    let root_of = |dir: &Path| dir.ancestors().nth(2).map(Path::to_path_buf);
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .and_then(|dir| root_of(Path::new(&dir)))
+        .filter(|root| root.join("crates/guest-build/Cargo.toml").is_file())
+        .or_else(|| root_of(Path::new(env!("CARGO_MANIFEST_DIR"))))
         .expect("crates/guest-build sits two levels below the repository root")
-        .to_path_buf()
 }
 
 /// A guest crate to build: its manifest (relative to the repository root), its binary's name,
