@@ -15,9 +15,13 @@ fi
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 guest_target_dir="$target_dir/guests/$name"
+# The guest and the CLI build side by side: the guest's crates fill the cores the CLI's long
+# serial stretches (Cranelift, then wasmtime) leave idle.
 cargo build --quiet --release --target wasm32-wasip2 \
-  --manifest-path "examples/$name/Cargo.toml" --target-dir "$guest_target_dir"
+  --manifest-path "examples/$name/Cargo.toml" --target-dir "$guest_target_dir" &
+guest_build=$!
 cargo build --quiet --release -p wasi-cache-cli --bin wasi-cache
+wait "$guest_build"
 
 wasm="$guest_target_dir/wasm32-wasip2/release/$name.wasm"
 if [ "${WASI_CACHE_COMMAND:-run}" = serve ]; then

@@ -3,7 +3,8 @@
 //! stale artifact is never reused; written through a temporary file and a rename, so processes
 //! that start at once on an empty cache do not corrupt it), what it did for this process (for the
 //! `--stats` line), and precompiled components (`.cwasm` files of `wasi-cache compile`: wasmtime's
-//! serialized component followed by a SHA-256 of it, so a damaged file is refused, never run).
+//! serialized component followed by a SHA-256 of it, so a damaged file is refused, never run),
+//! and the check that a file is a component at all ([`check_header`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -13,7 +14,7 @@ use wasmtime::component::Component;
 use wasmtime::error::Context;
 use wasmtime::{Cache, CacheConfig, Engine, Precompiled, Result, bail};
 
-use crate::args::CommonArgs;
+use crate::options::CommonArgs;
 
 /// What the cache did for the component this process compiled (one per process).
 static OUTCOME: OnceLock<&'static str> = OnceLock::new();
@@ -35,7 +36,7 @@ pub fn cache(args: &CommonArgs) -> Option<Cache> {
         Err(err) => {
             eprintln!(
                 "warning: compiling without the compilation cache: {}",
-                crate::common::one_line(&format!("{err:#}"))
+                crate::exit::one_line(&format!("{err:#}"))
             );
             None
         }
@@ -85,7 +86,7 @@ pub fn load(
             "{shown} is a precompiled module or component not made by `wasi-cache compile`; give the .wasm file, or precompile it with `wasi-cache compile`"
         );
     }
-    crate::common::check_header(path, bytes)?;
+    check_header(path, bytes)?;
     compile(engine, cache, bytes).with_context(|| format!("{shown} is not a valid component"))
 }
 
@@ -126,4 +127,24 @@ pub fn report() -> Option<String> {
     OUTCOME
         .get()
         .map(|outcome| format!("compile_cache={outcome}"))
+}
+
+/// Tells a component from a core module or a file that is not WebAssembly at all.
+pub fn check_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        bail!(
+            "{} is not a WebAssembly component (no `\\0asm` header); build one for wasm32-wasip2",
+            path.display()
+        );
+    }
+    if bytes[4..8] == CORE_VERSION {
+        bail!(
+            "{} is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+             or wrap it with `wasm-tools component new`",
+            path.display()
+        );
+    }
+    Ok(())
 }

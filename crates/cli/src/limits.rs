@@ -1,6 +1,6 @@
 //! What an instance runs within: the wasmtime settings that enforce `--max-memory`,
-//! `--max-resources` and `--timeout` on a store ([`apply`]), the engine settings and the epoch
-//! ticker the timeout needs, and the words that tell a user which limit a failed run ran into
+//! `--max-resources` and `--timeout` on a store ([`apply`]), the epoch ticker the timeout needs
+//! (the engine's settings are in [`crate::engine`]), and the words that tell a user which limit a failed run ran into
 //! ([`explain`]).
 
 use std::fmt;
@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use wasi_cache_host::WasiCacheState;
 use wasmtime::component::ResourceTableError;
-use wasmtime::{
-    Cache, Config, Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
-};
+use wasmtime::{Engine, Error, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 
-use crate::args::{CommonArgs, format_size};
-use crate::common::{InstanceState, one_line};
+use crate::exit::one_line;
+use crate::options::CommonArgs;
+use crate::options::size::format_size;
+use crate::store::InstanceState;
 
 /// How often the engine's epoch advances when instances have a time limit: how late the timeout
 /// may fire, and how often a computing component yields to the host's other tasks.
@@ -32,20 +32,6 @@ const MAX_TABLES: usize = 100;
 /// Most elements per table, 8 bytes of host memory each (a Rust component's tables have a few
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-/// The wasmtime engine for components, compiling through `cache` when given (the compilation
-/// cache). Code is compiled with epoch interruption whether or not instances have a time limit
-/// (one with a limit needs an [`EpochTicker`] too), so that one compiled artifact serves `run`
-/// and `serve` with any `--timeout` and `wasi-cache compile` needs no option for it; a check
-/// per loop and call is all it costs without a limit. Component-model async is on, for WASI
-/// 0.3 components (it changes nothing for 0.2 ones).
-pub fn engine(cache: Option<Cache>) -> Result<Engine> {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model_async(true);
-    config.cache(cache);
-    Engine::new(&config)
-}
 
 /// Caps on a component's memories, tables and instances: each memory within `--max-memory`
 /// (all of them together too: [`apply`]); a failed growth is reported to the component, not

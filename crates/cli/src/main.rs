@@ -10,21 +10,27 @@
 //! exceeds `--timeout`, and for an internal error of the host (a panic elsewhere, which should
 //! never happen). No Rust panic message or backtrace is ever printed.
 
-mod args;
-mod common;
-mod compile;
+mod backend;
+mod commands;
 mod compiled;
+mod engine;
+mod exit;
 mod flavour;
 mod limits;
+mod linker;
+mod options;
 mod outgoing;
 mod panic;
-mod run;
-mod serve;
+mod startup;
 mod stats;
+mod store;
+mod wasi_ctx;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+
+use commands::{Cli, Command, compile, run, serve};
 
 fn main() -> ExitCode {
     panic::install_hook();
@@ -39,13 +45,13 @@ fn main() -> ExitCode {
 
 /// Parses the command line and runs the command.
 fn command() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
+    let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return args::report_clap_error(err),
+        Err(err) => return commands::report_clap_error(err),
     };
     match cli.command {
-        args::Command::Run(run_args) => run::main(&run_args),
-        args::Command::Serve(serve_args) => serve::main(&serve_args),
-        args::Command::Compile(compile_args) => compile::main(&compile_args),
+        Command::Run(args) => run::main(&args),
+        Command::Serve(args) => serve::main(&args),
+        Command::Compile(args) => compile::main(&args),
     }
 }

@@ -44,7 +44,7 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
         }
         _ => text,
     };
-    crate::common::one_line(&text)
+    crate::exit::one_line(&text)
 }
 
 /// The text a panic was raised with (`panic!("…")` makes a `&str` or a `String`).

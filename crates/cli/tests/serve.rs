@@ -12,17 +12,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Proc, STARTUP, tmp, wasi_cache};
-use http_body_util::{BodyExt, Full};
+use common::serve::{Server, all_ok, get, guarded};
+use common::{tmp, wasi_cache};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use wasi_cache_guest_build as guest_build;
 use wasmtime_wasi_http::io::TokioIo;
-
-/// A generous bound on any test's run (a hang guard, never a measurement).
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 /// How long the upstream takes to answer `/slow/…`.
 const UPSTREAM_LATENCY: Duration = Duration::from_millis(300);
@@ -117,15 +115,8 @@ impl Upstream {
     }
 }
 
-/// A `wasi-cache serve` of the proxy in front of `upstream`, on a free loopback port.
-struct Server {
-    proc: Proc,
-    addr: SocketAddr,
-    /// The admin endpoint's address, when started with `--admin-addr`.
-    admin: Option<SocketAddr>,
-}
-
 impl Server {
+    /// A server of the proxy in front of `upstream`.
     fn start(upstream: &Upstream, options: &[&str]) -> Self {
         Self::start_for(&format!("http://{}", upstream.addr), options)
     }
@@ -133,138 +124,14 @@ impl Server {
     /// A server of the proxy in front of the upstream at `url`.
     fn start_for(url: &str, options: &[&str]) -> Self {
         let upstream = format!("UPSTREAM={url}");
-        let mut args = vec!["serve", "--addr", "127.0.0.1:0", "--env", upstream.as_str()];
-        args.extend(options);
-        let wasm = proxy_wasm().to_str().unwrap();
-        args.push(wasm);
-        let mut proc = Proc::spawn(&args);
-        // The admin endpoint is announced first.
-        let admin = options.contains(&"--admin-addr").then(|| {
-            let line =
-                proc.expect_line_with("wasi-cache serve: admin endpoint on http://", STARTUP);
-            address_in(&line)
-        });
-        let line = proc.expect_line_with("wasi-cache serve: listening on http://", STARTUP);
-        Self {
-            proc,
-            addr: address_in(&line),
-            admin,
-        }
+        let args = [&["--env", upstream.as_str()][..], options].concat();
+        Server::spawn(proxy_wasm(), &args)
     }
-
-    /// Scrapes the admin endpoint's `/metrics`, parsed by a Prometheus text parser.
-    async fn metrics(&self) -> Metrics {
-        let reply = get(self.admin.expect("started with --admin-addr"), "/metrics").await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        let lines = reply.body.lines().map(|line| Ok(line.to_owned()));
-        Metrics(prometheus_parse::Scrape::parse(lines).unwrap())
-    }
-
-    /// The admin endpoint's `/healthz` status.
-    async fn health(&self) -> StatusCode {
-        get(self.admin.expect("started with --admin-addr"), "/healthz")
-            .await
-            .status
-    }
-
-    /// Waits until the metric `name` reaches `at_least`.
-    async fn wait_for_metric(&self, name: &str, at_least: f64) {
-        while self.metrics().await.value(name, &[]) < at_least {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// The address at the end of a start-up line (`… http://ADDR`).
-fn address_in(line: &str) -> SocketAddr {
-    line.rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
-}
-
-/// One scrape of `/metrics`.
-struct Metrics(prometheus_parse::Scrape);
-
-impl Metrics {
-    /// The value of the sample `name` with exactly these `labels` (0 when absent: a counter
-    /// never bumped), or a histogram's count.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        use prometheus_parse::Value;
-        let sample = self.0.samples.iter().find(|sample| {
-            sample.metric == name
-                && sample.labels.len() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(key, value)| sample.labels.get(key) == Some(value))
-        });
-        match sample.map(|sample| &sample.value) {
-            None => 0.0,
-            Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
-            Some(Value::Histogram(buckets)) => buckets
-                .iter()
-                .find(|bucket| bucket.less_than.is_infinite())
-                .map_or(0.0, |bucket| bucket.count),
-            Some(other) => panic!("{name}: unexpected {other:?}"),
-        }
-    }
-}
-
-/// What a response said.
-#[derive(Debug, Clone, PartialEq)]
-struct Reply {
-    status: StatusCode,
-    x_cache: Option<String>,
-    body: String,
-}
-
-/// Awaits every request, checking that each got a `200` (and, given one, this body).
-async fn all_ok(requests: Vec<tokio::task::JoinHandle<Reply>>, body: Option<&str>) -> Vec<Reply> {
-    let mut replies = Vec::new();
-    for request in requests {
-        let reply = request.await.unwrap();
-        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        if let Some(body) = body {
-            assert_eq!(reply.body, body);
-        }
-        replies.push(reply);
-    }
-    replies
-}
-
-/// `GET path` on a connection of its own.
-async fn get(addr: SocketAddr, path: impl AsRef<str>) -> Reply {
-    let path = path.as_ref();
-    let mut sender = common::http::connect(addr).await;
-    let response = sender
-        .send_request(common::http::get_request(addr, path))
-        .await
-        .unwrap();
-    let status = response.status();
-    let x_cache = response
-        .headers()
-        .get("x-cache")
-        .map(|value| value.to_str().unwrap().to_owned());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        x_cache,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// Runs `test` under the [`HANG_GUARD`], once the proxy is built (which may take minutes).
-async fn guarded(test: impl Future<Output = ()>) {
-    tokio::task::spawn_blocking(proxy_wasm).await.unwrap();
-    tokio::time::timeout(HANG_GUARD, test)
-        .await
-        .expect("the test hung");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
         let requests = (0..200)
@@ -285,19 +152,21 @@ async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
         assert_eq!(upstream.seen("/hold/page"), 1);
         let mut by_cache: HashMap<Option<String>, usize> = HashMap::new();
         for reply in &replies {
-            *by_cache.entry(reply.x_cache.clone()).or_default() += 1;
+            *by_cache
+                .entry(reply.header("x-cache").map(str::to_owned))
+                .or_default() += 1;
         }
         let count = |how: &str| by_cache.get(&Some(how.to_owned())).copied().unwrap_or(0);
         assert_eq!(count("MISS"), 1, "{by_cache:?}");
         assert_eq!(count("WAIT"), 199, "{by_cache:?}");
         let later = get(server.addr, "/hold/page").await;
-        assert_eq!(later.x_cache.as_deref(), Some("HIT"));
+        assert_eq!(later.header("x-cache"), Some("HIT"));
         assert_eq!(later.body, "upstream says /hold/page");
         assert_eq!(upstream.seen("/hold/page"), 1);
         // Not stored: each request goes to the upstream.
         for _ in 0..2 {
             let reply = get(server.addr, "/no-store").await;
-            assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
+            assert_eq!(reply.header("x-cache"), Some("MISS"));
         }
         assert_eq!(upstream.seen("/no-store"), 2);
     })
@@ -306,7 +175,7 @@ async fn a_stampede_of_200_requests_reaches_the_upstream_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_the_requests_and_the_cache_operations() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
         let start = server.metrics().await;
@@ -322,12 +191,12 @@ async fn metrics_count_the_requests_and_the_cache_operations() {
 
         // One fetch, three hits, one trap; two requests held at the upstream.
         assert_eq!(
-            get(server.addr, "/slow/m").await.x_cache.as_deref(),
+            get(server.addr, "/slow/m").await.header("x-cache"),
             Some("MISS")
         );
         for _ in 0..3 {
             assert_eq!(
-                get(server.addr, "/slow/m").await.x_cache.as_deref(),
+                get(server.addr, "/slow/m").await.header("x-cache"),
                 Some("HIT")
             );
         }
@@ -376,7 +245,7 @@ async fn metrics_count_the_requests_and_the_cache_operations() {
         assert_eq!(after.value("wasi_cache_fills_total", &[]), 3.0);
 
         assert_eq!(server.health().await, StatusCode::OK);
-        let admin = server.admin.unwrap();
+        let admin = server.admin();
         assert_eq!(get(admin, "/elsewhere").await.status, StatusCode::NOT_FOUND);
     })
     .await;
@@ -386,7 +255,7 @@ async fn metrics_count_the_requests_and_the_cache_operations() {
 async fn healthz_follows_the_redis_server() {
     let mut redis = wasi_cache_redis_server::RedisServer::start();
     let url = format!("{}/0", redis.url());
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let options = [
             "--redis",
@@ -399,7 +268,7 @@ async fn healthz_follows_the_redis_server() {
         let server = Server::start(&upstream, &options);
         assert_eq!(server.health().await, StatusCode::OK);
         assert_eq!(
-            get(server.addr, "/slow/r").await.x_cache.as_deref(),
+            get(server.addr, "/slow/r").await.header("x-cache"),
             Some("MISS")
         );
         let metrics = server.metrics().await;
@@ -419,7 +288,7 @@ async fn healthz_follows_the_redis_server() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let back = get(server.addr, "/slow/r2").await;
-        assert_eq!(back.x_cache.as_deref(), Some("MISS"), "{back:?}");
+        assert_eq!(back.header("x-cache"), Some("MISS"), "{back:?}");
         let metrics = server.metrics().await;
         assert!(metrics.value("wasi_cache_redis_reconnects_total", &[]) >= 1.0);
 
@@ -444,7 +313,7 @@ async fn healthz_follows_the_redis_server() {
 async fn a_get_body_written_after_the_response_can_still_be_written() {
     let redis = wasi_cache_redis_server::RedisServer::start();
     let url = format!("{}/0", redis.url());
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--redis", url.as_str()]);
         let reply = get(server.addr, "/_test/late-body/late").await;
@@ -453,7 +322,7 @@ async fn a_get_body_written_after_the_response_can_still_be_written() {
         assert_eq!(upstream.seen("/late"), 1);
         // The proxy's own path on a fresh key, right after start-up.
         let fetched = get(server.addr, "/fresh").await;
-        assert_eq!(fetched.x_cache.as_deref(), Some("MISS"), "{fetched:?}");
+        assert_eq!(fetched.header("x-cache"), Some("MISS"), "{fetched:?}");
     })
     .await;
 }
@@ -461,7 +330,7 @@ async fn a_get_body_written_after_the_response_can_still_be_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_slow_to_send_its_headers_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--header-read-timeout", "1s"]);
         // Half a request, and a connection that sends nothing: neither may hold its connection
@@ -494,7 +363,7 @@ async fn a_client_slow_to_send_its_headers_is_disconnected() {
 async fn two_servers_on_one_redis_reach_the_upstream_once() {
     let redis = wasi_cache_redis_server::RedisServer::start();
     let url = format!("{}/0", redis.url());
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let options = ["--redis", url.as_str(), "--namespace", "site"];
         let servers = [
@@ -507,7 +376,7 @@ async fn two_servers_on_one_redis_reach_the_upstream_once() {
         let replies = all_ok(requests, Some("upstream says /slow/shared")).await;
         let misses = replies
             .iter()
-            .filter(|reply| reply.x_cache.as_deref() == Some("MISS"))
+            .filter(|reply| reply.header("x-cache") == Some("MISS"))
             .count();
         assert_eq!(misses, 1);
         assert_eq!(upstream.seen("/slow/shared"), 1);
@@ -517,7 +386,7 @@ async fn two_servers_on_one_redis_reach_the_upstream_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--max-concurrent-requests", "3"]);
         let held: Vec<_> = (0..3)
@@ -533,14 +402,14 @@ async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
         all_ok(held, None).await;
         let reply = get(server.addr, "/slow/other").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        assert_eq!(reply.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(reply.header("x-cache"), Some("MISS"));
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_is_a_500_for_that_request_only() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &[]);
         let trapped = get(server.addr, "/_test/trap").await;
@@ -553,7 +422,7 @@ async fn a_trap_is_a_500_for_that_request_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &[]);
         // The holder takes the vacancy of `/slow/handed`, then waits for the upstream's
@@ -577,7 +446,7 @@ async fn a_trap_while_holding_the_vacancy_hands_it_to_a_waiter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_while_holding_the_vacancy_hands_it_to_a_waiter() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--request-timeout", "3s"]);
         // The holder takes the vacancy of `/slow/timed-out` and waits for the upstream's
@@ -601,16 +470,16 @@ async fn a_timeout_while_holding_the_vacancy_hands_it_to_a_waiter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_response_is_fetched_again() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &[]);
         let first = get(server.addr, "/ttl-1").await;
-        assert_eq!(first.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(first.header("x-cache"), Some("MISS"));
         assert_eq!(upstream.seen("/ttl-1"), 1);
         // Past the one-second max-age (a TTL, not a measurement of the server).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let again = get(server.addr, "/ttl-1").await;
-        assert_eq!(again.x_cache.as_deref(), Some("MISS"));
+        assert_eq!(again.header("x-cache"), Some("MISS"));
         assert_eq!(upstream.seen("/ttl-1"), 2);
     })
     .await;
@@ -618,7 +487,7 @@ async fn an_expired_response_is_fetched_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         // A port nobody listens on (bound, then closed).
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dead = format!("http://{}", closed.local_addr().unwrap());
@@ -627,7 +496,7 @@ async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
         for _ in 0..2 {
             let reply = get(server.addr, "/page").await;
             assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{reply:?}");
-            assert_eq!(reply.x_cache, None);
+            assert_eq!(reply.header("x-cache"), None);
         }
     })
     .await;
@@ -635,7 +504,7 @@ async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_request_timeout_is_a_504() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let server = Server::start(&upstream, &["--request-timeout", "1s"]);
         // Computing forever: stopped by epoch interruption.
@@ -652,23 +521,18 @@ async fn past_the_request_timeout_is_a_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
-    guarded(async {
+    guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
         let mut server = Server::start(&upstream, &["--admin-addr", "127.0.0.1:0"]);
         let held: Vec<_> = (0..50)
             .map(|i| tokio::spawn(get(server.addr, format!("/hold/{i}"))))
             .collect();
         upstream.wait_for_requests(50).await;
-        server.proc.terminate();
-        server
-            .proc
-            .expect_line_with("wasi-cache serve: shutting down", STARTUP);
+        server.shut_down();
         assert_eq!(server.health().await, StatusCode::SERVICE_UNAVAILABLE);
         upstream.release();
         all_ok(held, None).await;
-        let ended = tokio::task::spawn_blocking(move || server.proc.wait(HANG_GUARD))
-            .await
-            .unwrap();
+        let ended = server.ended().await;
         assert!(ended.status.success(), "{ended:?}");
     })
     .await;

@@ -7,144 +7,38 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use common::{Proc, STARTUP, tmp, wasi_cache};
-use http_body_util::BodyExt;
+use common::serve::{Server, all_ok, get, guarded};
+use common::{tmp, wasi_cache};
 use hyper::StatusCode;
 use wasi_cache_guest_build as guest_build;
-
-/// A generous bound on any test's run (a hang guard, never a measurement).
-const HANG_GUARD: Duration = Duration::from_secs(120);
 
 fn service_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
     WASM.get_or_init(|| guest_build::build(guest_build::SERVE_P3, tmp()))
 }
 
-/// A `wasi-cache serve` of the test guest on a free loopback port, with its admin endpoint.
-struct Server {
-    proc: Proc,
-    addr: SocketAddr,
-    admin: SocketAddr,
-}
-
 impl Server {
+    /// A `wasi-cache serve` of the test guest, with its admin endpoint.
     fn start(options: &[&str]) -> Self {
-        let mut args = vec![
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ];
-        args.extend(options);
-        args.push(service_wasm().to_str().unwrap());
-        let mut proc = Proc::spawn(&args);
-        // The admin endpoint is announced first.
-        let admin = proc.expect_line_with("wasi-cache serve: admin endpoint on http://", STARTUP);
-        let line = proc.expect_line_with("wasi-cache serve: listening on http://", STARTUP);
-        Self {
-            proc,
-            addr: address_in(&line),
-            admin: address_in(&admin),
-        }
+        let args = [&["--admin-addr", "127.0.0.1:0"][..], options].concat();
+        Server::spawn(service_wasm(), &args)
     }
-
-    /// The value of the metric sample `name` with exactly these `labels` (0 when absent).
-    async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        use prometheus_parse::Value;
-        let reply = get(self.admin, "/metrics").await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        let lines = reply.body.lines().map(|line| Ok(line.to_owned()));
-        let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-        let sample = scrape.samples.iter().find(|sample| {
-            sample.metric == name
-                && sample.labels.len() == labels.len()
-                && labels
-                    .iter()
-                    .all(|(key, value)| sample.labels.get(key) == Some(value))
-        });
-        match sample.map(|sample| &sample.value) {
-            None => 0.0,
-            Some(Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v)) => *v,
-            Some(other) => panic!("{name}: unexpected {other:?}"),
-        }
-    }
-
-    /// Waits until the metric `name` (no labels) reaches `at_least`.
-    async fn wait_for_metric(&self, name: &str, at_least: f64) {
-        while self.metric(name, &[]).await < at_least {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// The address at the end of a start-up line (`… http://ADDR`).
-fn address_in(line: &str) -> SocketAddr {
-    line.rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"))
-}
-
-/// What a response said.
-#[derive(Debug, Clone, PartialEq)]
-struct Reply {
-    status: StatusCode,
-    /// The guest's `x-computed` header: whether this request computed the value.
-    computed: Option<String>,
-    body: String,
-}
-
-/// `GET path` on a connection of its own.
-async fn get(addr: SocketAddr, path: impl AsRef<str>) -> Reply {
-    let mut sender = common::http::connect(addr).await;
-    let response = sender
-        .send_request(common::http::get_request(addr, path.as_ref()))
-        .await
-        .unwrap();
-    let status = response.status();
-    let computed = response
-        .headers()
-        .get("x-computed")
-        .map(|value| value.to_str().unwrap().to_owned());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        computed,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
-/// Runs `test` under the [`HANG_GUARD`], once the guest is built (which may take minutes).
-async fn guarded(test: impl Future<Output = ()>) {
-    tokio::task::spawn_blocking(service_wasm).await.unwrap();
-    tokio::time::timeout(HANG_GUARD, test)
-        .await
-        .expect("the test hung");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stampede_of_100_requests_computes_once_on_the_shared_cache() {
-    guarded(async {
+    guarded(service_wasm, async {
         let server = Server::start(&[]);
         let requests: Vec<_> = (0..100)
             .map(|_| tokio::spawn(get(server.addr, "/memo/stampede")))
             .collect();
-        let mut replies = Vec::new();
-        for request in requests {
-            let reply = request.await.unwrap();
-            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-            replies.push(reply);
-        }
+        let replies = all_ok(requests, None).await;
         let computed = replies
             .iter()
-            .filter(|reply| reply.computed.as_deref() == Some("yes"))
+            .filter(|reply| reply.header("x-computed") == Some("yes"))
             .count();
         assert_eq!(computed, 1, "{replies:?}");
         let value = &replies[0].body;
@@ -155,10 +49,10 @@ async fn a_stampede_of_100_requests_computes_once_on_the_shared_cache() {
         );
         // A later instance reads it too; another key is computed on its own.
         let later = get(server.addr, "/memo/stampede").await;
-        assert_eq!(later.computed.as_deref(), Some("no"));
+        assert_eq!(later.header("x-computed"), Some("no"));
         assert_eq!(&later.body, value);
         let other = get(server.addr, "/memo/other").await;
-        assert_eq!(other.computed.as_deref(), Some("yes"));
+        assert_eq!(other.header("x-computed"), Some("yes"));
         assert_ne!(&other.body, value);
         // The metrics count every request, and the cache's one fill.
         let answered = server
@@ -172,7 +66,7 @@ async fn a_stampede_of_100_requests_computes_once_on_the_shared_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_component_sees_the_url_it_was_asked_for() {
-    guarded(async {
+    guarded(service_wasm, async {
         let server = Server::start(&[]);
         let reply = get(server.addr, "/url").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -183,7 +77,7 @@ async fn the_component_sees_the_url_it_was_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_is_a_500_for_that_request_only() {
-    guarded(async {
+    guarded(service_wasm, async {
         let server = Server::start(&[]);
         let during = tokio::spawn(get(server.addr, "/memo/beside-a-trap"));
         let trapped = get(server.addr, "/trap").await;
@@ -207,7 +101,7 @@ async fn a_trap_is_a_500_for_that_request_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_guest_gets_504_and_the_server_stays_healthy() {
-    guarded(async {
+    guarded(service_wasm, async {
         let server = Server::start(&["--request-timeout", "2s"]);
         // Holding a key's vacancy forever (blocked in the guest's own wait: stopped by the
         // host's timer), and computing forever (stopped by epoch interruption).
@@ -219,8 +113,8 @@ async fn a_hostile_guest_gets_504_and_the_server_stays_healthy() {
         // timeout, past its own 2 s limit).
         let after = get(server.addr, "/memo/k").await;
         assert_eq!(after.status, StatusCode::OK, "{after:?}");
-        assert_eq!(after.computed.as_deref(), Some("yes"));
-        assert_eq!(get(server.admin, "/healthz").await.status, StatusCode::OK);
+        assert_eq!(after.header("x-computed"), Some("yes"));
+        assert_eq!(get(server.admin(), "/healthz").await.status, StatusCode::OK);
         server
             .wait_for_metric("wasi_cache_http_requests_in_flight", 0.0)
             .await;
@@ -236,7 +130,7 @@ async fn a_hostile_guest_gets_504_and_the_server_stays_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
-    guarded(async {
+    guarded(service_wasm, async {
         let server = Server::start(&["--max-concurrent-requests", "2", "--request-timeout", "3s"]);
         let held: Vec<_> = ["/hold/a", "/hold/b"]
             .into_iter()
@@ -259,14 +153,14 @@ async fn requests_above_the_limit_get_503_and_the_server_keeps_serving() {
         }
         let reply = get(server.addr, "/memo/refused").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-        assert_eq!(reply.computed.as_deref(), Some("yes"));
+        assert_eq!(reply.header("x-computed"), Some("yes"));
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
-    guarded(async {
+    guarded(service_wasm, async {
         let mut server = Server::start(&[]);
         // All in flight when the signal comes (they arrive within milliseconds; 3 s is a
         // margin for that, not a measurement).
@@ -276,17 +170,12 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits_0() {
         server
             .wait_for_metric("wasi_cache_http_requests_in_flight", 20.0)
             .await;
-        server.proc.terminate();
-        server
-            .proc
-            .expect_line_with("wasi-cache serve: shutting down", STARTUP);
+        server.shut_down();
         for request in requests {
             let reply = request.await.unwrap();
             assert_eq!(reply.body, "slept\n", "{reply:?}");
         }
-        let ended = tokio::task::spawn_blocking(move || server.proc.wait(HANG_GUARD))
-            .await
-            .unwrap();
+        let ended = server.ended().await;
         assert!(ended.status.success(), "{ended:?}");
     })
     .await;

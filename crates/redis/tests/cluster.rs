@@ -68,15 +68,12 @@ mod near_cache {
 }
 
 mod stampede {
-    use std::collections::HashMap;
     use std::sync::Arc;
-    use std::time::Duration;
 
-    use bytes::Bytes;
-    use wasi_cache_engine::{Backend, GetOrSet, Namespace};
+    use wasi_cache_engine::{Backend, Namespace};
     use wasi_cache_redis::{RedisBackend, RedisConfig};
 
-    use crate::support::{b, shared_cluster};
+    use crate::support::{shared_cluster, stampede};
 
     const HOSTS: usize = 4;
     const CALLERS: usize = 1_000;
@@ -102,50 +99,11 @@ mod stampede {
         }
         let ns_name = format!("four-hosts-{}", std::process::id());
         let ns = Namespace::new(&ns_name).unwrap();
-        let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
-        let callers: Vec<_> = (0..CALLERS)
-            .map(|i| {
-                let (host, ns, barrier) = (hosts[i % HOSTS].clone(), ns.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    let k = i % KEYS;
-                    barrier.wait().await;
-                    match host
-                        .get_or_set(&ns, key(k).as_bytes())
-                        .await
-                        .expect("get_or_set")
-                    {
-                        GetOrSet::Occupied(v) => (k, false, v),
-                        GetOrSet::Vacant(vacancy) => {
-                            // Let the others pile up on every host before filling.
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            let value = b(&format!("{k} filled by {i}"));
-                            vacancy.fill(value.clone(), None).await.expect("fill");
-                            (k, true, value)
-                        }
-                    }
-                })
-            })
-            .collect();
-        let outcomes =
-            tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(callers))
-                .await
-                .expect("stampede hung");
-        let mut by_key: HashMap<usize, Vec<(bool, Bytes)>> = HashMap::new();
-        for outcome in outcomes {
-            let (k, filled, value) = outcome.expect("caller task");
-            by_key.entry(k).or_default().push((filled, value));
-        }
-        assert_eq!(by_key.len(), KEYS);
-        for (k, outcomes) in &by_key {
-            let fills: Vec<&Bytes> = outcomes.iter().filter(|o| o.0).map(|o| &o.1).collect();
-            assert_eq!(fills.len(), 1, "key {k}: exactly one fill");
-            assert!(
-                outcomes.iter().all(|o| o.1 == *fills[0]),
-                "key {k}: every caller gets the one fill"
-            );
+        let fills = stampede(&hosts, &ns, CALLERS, KEYS, key).await;
+        for (k, fill) in &fills {
             for host in &hosts {
                 let stored = host.get(&ns, key(*k).as_bytes()).await.unwrap();
-                assert_eq!(stored.as_ref(), Some(fills[0]), "key {k}");
+                assert_eq!(stored.as_ref(), Some(fill), "key {k}");
             }
         }
         let fills: u64 = hosts.iter().map(|h| h.stats().fills).sum();

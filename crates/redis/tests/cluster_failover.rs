@@ -12,7 +12,7 @@ use support::*;
 
 use std::time::Instant;
 
-use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
+use wasi_cache_engine::{Backend, GetOrSet, Namespace};
 use wasi_cache_redis_server::RedisCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,13 +60,8 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     .await;
 
     // The victim's slots fail, with a clear error, within the op timeout's bound.
-    let start = Instant::now();
-    let failed = holder.get(&ns, &key(dead)).await;
-    let took = start.elapsed();
-    assert!(took <= OP * 2, "a failing operation took {took:?}");
-    match failed {
-        Err(e @ Error::Unavailable(_)) => assert!(e.to_string().contains("Redis Cluster"), "{e}"),
-        other => panic!("an operation on the killed shard: {other:?}"),
+    if let Some(value) = read_on_failed_shard(&holder, &ns, &key(dead)).await {
+        panic!("an operation on the killed shard: Ok({value:?})");
     }
 
     // The other shards keep working: reads, writes and a rendezvous.
@@ -75,18 +70,8 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
         holder.get(&ns, &key(live)).await.unwrap(),
         Some(b("before"))
     );
-    holder
-        .set(&ns, &key(live), b("during"), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        waiter.get(&ns, &key(live)).await.unwrap(),
-        Some(b("during"))
-    );
     // The near host reads the other shards from Redis meanwhile, never its emptied entries.
-    assert_eq!(near.get(&ns, &key(live)).await.unwrap(), Some(b("during")));
-    waiter.delete(&ns, &key(elsewhere[1])).await.unwrap();
-    rendezvous(&holder, &waiter, &ns, &key(elsewhere[1]), GUARD).await;
+    other_shards_work(&holder, &waiter, &near, &ns, &key(live), &key(elsewhere[1])).await;
 
     // The replica takes over; the shard's operations recover.
     tokio::task::block_in_place(|| cluster.wait_until_ok(GUARD));
@@ -100,22 +85,7 @@ async fn killing_a_master_fails_only_its_slots_until_its_replica_takes_over() {
     // The near host never serves a value older than a write acknowledged after the failover;
     // once tracking is confirmed on the promoted master, its near hits resume and that master's
     // invalidations reach it within the bound.
-    let after = eventually(GUARD, || near.get(&ns, &dead_key)).await;
-    assert_eq!(after, Some(b("after")), "a value from before the failover");
-    cached(&near, &ns, &dead_key, &b("after"), GUARD).await;
-    holder
-        .set(&ns, &dead_key, b("promoted"), None)
-        .await
-        .unwrap();
-    seen_within(
-        &near,
-        &ns,
-        &dead_key,
-        Some(b("promoted")),
-        Instant::now(),
-        BOUND,
-    )
-    .await;
+    near_cache_resumes(&holder, &near, &ns, &dead_key).await;
     cached(&near, &ns, &dead_key, &b("promoted"), GUARD).await;
     holder.delete(&ns, &dead_key).await.unwrap();
     seen_within(&near, &ns, &dead_key, None, Instant::now(), BOUND).await;

@@ -5,17 +5,14 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use wasi_cache_contract::contract_tests;
-use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace};
-use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
-use wasi_cache_redis_server::TestCa;
+use wasi_cache_engine::{Backend, Namespace};
+use wasi_cache_redis::{RedisBackend, RedisConfig};
 
-use support::{b, cluster_tls_config, shared_tls_cluster};
+use support::{assert_untrusted_ca_refused, b, cluster_tls_config, shared_tls_cluster, stampede};
 
 contract_tests!(support::harness::RedisHarness::cluster_tls());
 
@@ -55,49 +52,7 @@ async fn two_hosts_over_tls_fill_each_key_of_every_shard_once() {
         assert_eq!(hosts[0].get(&ns, key.as_bytes()).await.unwrap(), None);
     }
 
-    let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|i| {
-            let (host, ns, barrier) = (hosts[i % 2].clone(), ns.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let k = i % KEYS;
-                let key = format!("stampede-{k}");
-                barrier.wait().await;
-                match host
-                    .get_or_set(&ns, key.as_bytes())
-                    .await
-                    .expect("get_or_set")
-                {
-                    GetOrSet::Occupied(v) => (k, false, v),
-                    GetOrSet::Vacant(vacancy) => {
-                        // Let the others pile up on both hosts before filling.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        let value = b(&format!("{k} filled by {i}"));
-                        vacancy.fill(value.clone(), None).await.expect("fill");
-                        (k, true, value)
-                    }
-                }
-            })
-        })
-        .collect();
-    let outcomes =
-        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(callers))
-            .await
-            .expect("stampede hung");
-    let mut by_key: HashMap<usize, Vec<(bool, Bytes)>> = HashMap::new();
-    for outcome in outcomes {
-        let (k, filled, value) = outcome.expect("caller task");
-        by_key.entry(k).or_default().push((filled, value));
-    }
-    assert_eq!(by_key.len(), KEYS);
-    for (k, outcomes) in &by_key {
-        let fills: Vec<&Bytes> = outcomes.iter().filter(|o| o.0).map(|o| &o.1).collect();
-        assert_eq!(fills.len(), 1, "key {k}: {} fills", fills.len());
-        assert!(
-            outcomes.iter().all(|(_, v)| v == fills[0]),
-            "key {k}: a caller got another value than the fill"
-        );
-    }
+    stampede(&hosts, &ns, CALLERS, KEYS, |k| format!("stampede-{k}")).await;
 
     // The keys are on all three masters (read over the nodes' plain ports).
     let shards = cluster
@@ -117,27 +72,10 @@ async fn two_hosts_over_tls_fill_each_key_of_every_shard_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_signed_by_an_untrusted_ca_is_refused() {
     let cluster = shared_tls_cluster();
-    let unrelated = RedisTls {
-        ca_cert: Some(TestCa::new("unrelated CA").cert_pem().into_bytes()),
-        client: None,
-    };
-    for tls in [unrelated, RedisTls::default()] {
-        let config = RedisConfig {
-            tls,
-            op_timeout: Duration::from_secs(2),
-            ..RedisConfig::with_cluster(cluster.tls_seeds())
-        };
-        let err = RedisBackend::connect(config)
-            .await
-            .err()
-            .expect("the connection must be refused");
-        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
-        assert!(
-            err.to_string().contains(
-                "TLS handshake with Redis failed: certificate verify failed: the server's \
-                 certificate is signed by an unknown CA"
-            ),
-            "{err}"
-        );
-    }
+    assert_untrusted_ca_refused(|tls| RedisConfig {
+        tls,
+        op_timeout: Duration::from_secs(2),
+        ..RedisConfig::with_cluster(cluster.tls_seeds())
+    })
+    .await;
 }

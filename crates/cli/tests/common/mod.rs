@@ -1,12 +1,15 @@
 //! What the CLI's integration tests share: running `wasi-cache` to its end ([`wasi_cache`]) or
-//! in the background ([`Proc`]), scratch space, talking to a test Redis server directly, and
-//! `wasi-cache run --redis` scenarios ([`redis_runs`]).
+//! in the background ([`Proc`]), scratch space, talking to a test Redis server directly,
+//! `wasi-cache run --redis` scenarios ([`redis_runs`]), and the `serve` tests' client and server
+//! ([`serve`]).
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
 pub mod http;
 
 pub mod redis_runs;
+
+pub mod serve;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -294,6 +297,21 @@ pub fn redis_command(port: u16, command: &str) -> String {
     let mut buf = [0u8; 4096];
     let n = stream.read(&mut buf).unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// What a TLS handshake with a Redis server signed by a CA the client does not trust fails with.
+pub const UNKNOWN_CA: &str = "TLS handshake with Redis failed: certificate verify failed: the \
+                              server's certificate is signed by an unknown CA";
+
+/// Writes to `path` the certificate of a CA that signed no test server (for `--redis-ca-cert`).
+pub fn write_unrelated_ca_cert(path: &Path) {
+    wasi_cache_redis_server::TestCa::new("unrelated CA").write_cert(path);
+}
+
+/// Asserts that `stderr`, the error output of `run`, says the server's certificate is signed by
+/// a CA that `wasi-cache` does not trust ([`UNKNOWN_CA`]).
+pub fn assert_unknown_ca(stderr: &str, run: &impl std::fmt::Debug) {
+    assert!(stderr.contains(UNKNOWN_CA), "{run:#?}");
 }
 
 /// Whether some client of the server at `port` subscribes to a key's channel: a get-or-set

@@ -1,14 +1,16 @@
 //! What the cluster fault tests (a master killed, a master frozen) share: the hosts' settings,
-//! their connection, and the map of which master serves which test key.
+//! their connection, the map of which master serves which test key, and the checks on the
+//! failed shard, on the other shards, and on the near cache after the failover.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wasi_cache_engine::{Backend, Namespace};
+use bytes::Bytes;
+use wasi_cache_engine::{Backend, Error, Namespace};
 use wasi_cache_redis::{RedisBackend, RedisConfig};
 use wasi_cache_redis_server::RedisCluster;
 
-use super::b;
+use super::{b, cached, eventually, rendezvous, seen_within};
 
 /// Short, so that an operation on the failed shard ends well before its replica can take over
 /// (the cluster needs its node timeout, 1 s, to even notice the master is gone).
@@ -81,4 +83,60 @@ pub async fn shards(
         on_victim,
         elsewhere,
     }
+}
+
+/// A read of `key` on the failed shard through `host`: it ends within twice the op timeout,
+/// and fails with a clear error (`Unavailable`, naming the Redis Cluster), unless it succeeds
+/// (the failed shard served again: its value); panics on any other error.
+pub async fn read_on_failed_shard(
+    host: &RedisBackend,
+    ns: &Namespace,
+    key: &[u8],
+) -> Option<Option<Bytes>> {
+    let start = Instant::now();
+    let got = host.get(ns, key).await;
+    let took = start.elapsed();
+    assert!(took <= OP * 2, "a failing operation took {took:?}");
+    match got {
+        Err(e @ Error::Unavailable(_)) => {
+            assert!(e.to_string().contains("Redis Cluster"), "{e}");
+            None
+        }
+        Ok(value) => Some(value),
+        Err(other) => panic!("an operation on the failed shard: {other:?}"),
+    }
+}
+
+/// The shards the failover spares keep working, for `holder`, `waiter` and the `near` host:
+/// `holder`'s write of `live` is read by the others, and a rendezvous on `other` (another key
+/// there) goes through.
+pub async fn other_shards_work(
+    holder: &RedisBackend,
+    waiter: &Arc<RedisBackend>,
+    near: &RedisBackend,
+    ns: &Namespace,
+    live: &[u8],
+    other: &[u8],
+) {
+    holder.set(ns, live, b("during"), None).await.unwrap();
+    assert_eq!(waiter.get(ns, live).await.unwrap(), Some(b("during")));
+    assert_eq!(near.get(ns, live).await.unwrap(), Some(b("during")));
+    waiter.delete(ns, other).await.unwrap();
+    rendezvous(holder, waiter, ns, other, GUARD).await;
+}
+
+/// After the failover, with `holder` having written `after` at `key` (on the failed shard):
+/// the `near` host never serves a value older than that write, its near hits resume, and
+/// `holder`'s next write reaches it within the [`BOUND`].
+pub async fn near_cache_resumes(
+    holder: &RedisBackend,
+    near: &RedisBackend,
+    ns: &Namespace,
+    key: &[u8],
+) {
+    let after = eventually(GUARD, || near.get(ns, key)).await;
+    assert_eq!(after, Some(b("after")), "a value from before the failover");
+    cached(near, ns, key, &b("after"), GUARD).await;
+    holder.set(ns, key, b("promoted"), None).await.unwrap();
+    seen_within(near, ns, key, Some(b("promoted")), Instant::now(), BOUND).await;
 }

@@ -1,6 +1,7 @@
-//! What the Redis backend's integration tests share: values, configs (plain and TLS), waiting
-//! for outcomes, a direct admin connection to the test server, a TCP proxy that can go silent,
-//! and the contract suite's harness.
+//! What the Redis backend's integration tests share: values, configs (plain and TLS), a server
+//! of a CA the backend does not trust, waiting for outcomes, a stampede of callers on several
+//! hosts, a direct admin connection to the test server, a TCP proxy that can go silent, and the
+//! contract suite's harness.
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
@@ -8,13 +9,15 @@ pub mod failover;
 pub mod harness;
 pub mod proxy;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace, Vacancy};
 use wasi_cache_redis::{RedisBackend, RedisConfig, RedisTls};
-use wasi_cache_redis_server::{RedisCluster, RedisServer};
+use wasi_cache_redis_server::{RedisCluster, RedisServer, TestCa};
 
 /// The test binary's Redis Cluster: 3 masters, no replicas, started on first use and stopped
 /// when the binary exits (its tests use namespaces of their own, so they share it).
@@ -85,6 +88,89 @@ pub fn tls_config(server: &RedisServer) -> RedisConfig {
         tls,
         ..RedisConfig::with_url(server.tls_url())
     }
+}
+
+/// Asserts that connecting with `with_tls(tls)` is refused with the handshake error of a server
+/// signed by an unknown CA, for `tls` trusting another private CA and for `tls` trusting the
+/// system's roots (which never hold a CA made by a test).
+pub async fn assert_untrusted_ca_refused(with_tls: impl Fn(RedisTls) -> RedisConfig) {
+    let unrelated = RedisTls {
+        ca_cert: Some(TestCa::new("unrelated CA").cert_pem().into_bytes()),
+        client: None,
+    };
+    for tls in [unrelated, RedisTls::default()] {
+        let err = RedisBackend::connect(with_tls(tls))
+            .await
+            .err()
+            .expect("the connection must be refused");
+        assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(
+                "TLS handshake with Redis failed: certificate verify failed: the server's \
+                 certificate is signed by an unknown CA"
+            ),
+            "{err}"
+        );
+    }
+}
+
+/// `callers` concurrent get-or-sets, spread over `hosts` (caller `i` on host `i % hosts`) and
+/// `keys` keys (caller `i` on key `name(i % keys)` of `ns`), started together; a caller handed
+/// the vacancy fills it, 200 ms later (the others pile up on every host meanwhile), with a value
+/// of its own. Asserts that every key had exactly one fill and that every caller got the
+/// filled value; returns each key number's fill. Panics after 60 s (a hang guard).
+pub async fn stampede(
+    hosts: &[Arc<RedisBackend>],
+    ns: &Namespace,
+    callers: usize,
+    keys: usize,
+    name: fn(usize) -> String,
+) -> HashMap<usize, Bytes> {
+    let barrier = Arc::new(tokio::sync::Barrier::new(callers));
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let host = hosts[i % hosts.len()].clone();
+            let (ns, barrier) = (ns.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let k = i % keys;
+                barrier.wait().await;
+                match host
+                    .get_or_set(&ns, name(k).as_bytes())
+                    .await
+                    .expect("get_or_set")
+                {
+                    GetOrSet::Occupied(v) => (k, false, v),
+                    GetOrSet::Vacant(vacancy) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let value = b(&format!("{k} filled by {i}"));
+                        vacancy.fill(value.clone(), None).await.expect("fill");
+                        (k, true, value)
+                    }
+                }
+            })
+        })
+        .collect();
+    let outcomes = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(tasks))
+        .await
+        .expect("stampede hung");
+    let mut by_key: HashMap<usize, Vec<(bool, Bytes)>> = HashMap::new();
+    for outcome in outcomes {
+        let (k, filled, value) = outcome.expect("caller task");
+        by_key.entry(k).or_default().push((filled, value));
+    }
+    assert_eq!(by_key.len(), keys);
+    by_key
+        .into_iter()
+        .map(|(k, outcomes)| {
+            let fills: Vec<&Bytes> = outcomes.iter().filter(|o| o.0).map(|o| &o.1).collect();
+            assert_eq!(fills.len(), 1, "key {k}: {} fills", fills.len());
+            assert!(
+                outcomes.iter().all(|(_, v)| v == fills[0]),
+                "key {k}: a caller got another value than the fill"
+            );
+            (k, fills[0].clone())
+        })
+        .collect()
 }
 
 /// A rendezvous on `key` between two backends: `holder` takes the vacancy, `waiter` waits (in

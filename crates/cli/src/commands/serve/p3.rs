@@ -15,7 +15,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::Answer;
-use crate::common::InstanceState;
+use crate::store::InstanceState;
 
 /// `request` with the scheme and authority a WASI 0.2 component is given too (the `http` scheme;
 /// the `Host` header when the request line has no authority, its usual origin form), so that a

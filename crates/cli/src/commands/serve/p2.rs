@@ -13,7 +13,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use super::Answer;
-use crate::common::InstanceState;
+use crate::store::InstanceState;
 
 /// One request, handed to a store and ready to run in a fresh instance.
 pub struct Call {

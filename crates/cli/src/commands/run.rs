@@ -1,19 +1,102 @@
-//! `wasi-cache run`: builds the cache (the embedded engine, or Redis with `--redis`), the
-//! wasmtime engine and linker, instantiates the component as a `wasi:cli/command` and runs it,
-//! mapping its outcome to an exit code (exit code 2 too for a run that exceeded `--timeout`).
+//! `wasi-cache run`: its options ([`RunArgs`]) and its `main`, which builds the cache (the
+//! embedded engine, or Redis with `--redis`), the wasmtime engine and linker, instantiates the
+//! component as a `wasi:cli/command` and runs it, mapping its outcome to an exit code (exit
+//! code 2 too for a run that exceeded `--timeout`).
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+
+use clap::Args;
 
 use wasi_cache_engine::Backend;
 use wasmtime::{Engine, Error, Result};
 use wasmtime_wasi::{I32Exit, WasiCtx};
 
-use crate::args::{RunArgs, format_duration};
-use crate::common::{self, EXIT_USAGE, InstanceState, setup_error};
+use crate::exit::{self, EXIT_USAGE, setup_error};
 use crate::flavour::{self, Flavour};
-use crate::{limits, panic};
+use crate::options::CommonArgs;
+use crate::options::duration::{format_duration, parse_duration};
+use crate::store::{self, InstanceState};
+use crate::{backend, limits, linker, panic, startup, wasi_ctx};
+
+/// The end of `wasi-cache run --help`: examples, the cache, the limits, the component's
+/// arguments and environment, the exit status.
+pub const EXAMPLES: &str = "\
+Examples:
+  wasi-cache run app.wasm
+  wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
+  wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
+  wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
+  wasi-cache run --redis rediss://cache.internal:6380/0 --redis-ca-cert ca.pem app.wasm
+  wasi-cache run --redis-cluster redis://10.0.0.1:7000,redis://10.0.0.2:7000 app.wasm
+  wasi-cache run --max-memory 256MiB --max-resources 10000 --timeout 30s app.wasm
+
+With --redis, the cache lives in Redis (6 or later) and is shared by every process on the
+same server: their get-or-set calls on one key (same --namespace) wait for one fill. Redis
+does its own eviction (--capacity does not apply); a crashed holder's vacancy passes to a
+waiter after --vacancy-timeout. --redis-cluster does the same on a Redis Cluster (7 or later):
+each key lives on one shard, and a shard that is down fails only the operations on its keys.
+
+An untrusted component is held within --max-memory (its linear memory), --max-resources
+(handles it holds at once), --memory-budget (host memory it makes the cache hold),
+--max-live-futures and, when given, --timeout (wall clock from instantiation on). Growing
+memory past its cap fails inside the component (a Rust component aborts: a trap); one
+resource too many traps the component; the timeout ends the run.
+
+Everything after COMPONENT is passed to the component (its argv[0] is the file's name).
+The component inherits stdin, stdout and stderr; it sees no files, and no environment
+variables but those given with --env. Sizes take KiB, MiB, GiB, TiB, KB, MB, GB, TB or plain
+bytes (at most 256TiB); durations take ns, us, ms, s, m or h (at most 365 days).
+
+Exit status: the component's own exit code (returning normally is 0, returning an error
+is 1); 1 when it traps (a limit it ran into included); 2 when it cannot be run (bad option,
+unreadable file, not a component, an import this host does not provide, Redis unreachable or
+its TLS handshake refused) or when it exceeds --timeout.";
+
+/// Options of `wasi-cache run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The cache, the per-instance limits, the environment and `--stats`.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Longest the component may run, wall clock from its instantiation on (compiling does not
+    /// count), whether it computes or waits; then the run ends with exit code 2. No limit unless
+    /// given (0 means none too).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// The component to run (a .wasm file built for wasm32-wasip2), then its arguments.
+    ///
+    /// Everything from COMPONENT on belongs to the component, options included.
+    #[arg(
+        value_name = "COMPONENT",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub component_and_args: Vec<String>,
+}
+
+impl RunArgs {
+    /// The component's path.
+    pub fn component(&self) -> &Path {
+        Path::new(&self.component_and_args[0])
+    }
+
+    /// The arguments passed to the component after its argv[0].
+    pub fn args(&self) -> &[String] {
+        &self.component_and_args[1..]
+    }
+
+    /// The run's time limit: `--timeout`, unless absent or zero.
+    pub fn time_limit(&self) -> Option<Duration> {
+        self.timeout.filter(|limit| !limit.is_zero())
+    }
+}
+
 /// Exit code of a component that trapped, or returned an error from `run`.
 const EXIT_FAILURE: u8 = 1;
 
@@ -31,11 +114,11 @@ enum Outcome {
 
 /// Runs `wasi-cache run` and returns the process's exit code.
 pub fn main(args: &RunArgs) -> ExitCode {
-    let runtime = match common::start(&args.common) {
+    let runtime = match startup::start(&args.common) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let backend = match common::backend(&args.common, &runtime) {
+    let backend = match backend::backend(&args.common, &runtime) {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
     };
@@ -47,7 +130,7 @@ pub fn main(args: &RunArgs) -> ExitCode {
     // Backend calls of futures the component left behind must not outlive the report.
     drop(runtime);
     if !matches!(outcome, Outcome::Setup(_)) {
-        common::report_stats(&args.common, &*backend);
+        exit::report_stats(&args.common, &*backend);
     }
     let component = args.component().display();
     match outcome {
@@ -92,7 +175,7 @@ async fn run(args: &RunArgs, backend: Arc<dyn Backend>) -> Outcome {
         Some(Err(err)) => return Outcome::Setup(err),
         ticker => ticker,
     };
-    let mut store = common::new_store(&engine, &args.common, backend, wasi_ctx(args), deadline);
+    let mut store = store::new_store(&engine, &args.common, backend, wasi_ctx(args), deadline);
     let call = panic::catch(async {
         match pre {
             CommandPre::P2(pre) => {
@@ -158,7 +241,7 @@ enum CommandPre {
 /// options' limits; runs it as the WASI 0.2 or 0.3 command it is.
 fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre)> {
     let path = args.component();
-    let pre = common::instantiate_pre(&args.common, path, false)?;
+    let pre = linker::instantiate_pre(&args.common, path, false)?;
     let engine = pre.engine().clone();
     let not_a_command = |why: String| {
         Error::msg(format!(
@@ -177,7 +260,47 @@ fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre)> {
 /// WASI for the component: inherited stdio, its file's name and the given arguments, the
 /// environment of `--env`, no files.
 fn wasi_ctx(args: &RunArgs) -> WasiCtx {
-    let mut argv = vec![common::argv0(args.component())];
+    let mut argv = vec![wasi_ctx::argv0(args.component())];
     argv.extend(args.args().iter().cloned());
-    common::wasi_ctx(&args.common, &argv)
+    wasi_ctx::wasi_ctx(&args.common, &argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use crate::commands::{Cli, Command, run_args};
+
+    #[test]
+    fn timeout_zero_means_none() {
+        assert_eq!(run_args(&["--timeout", "0"]).time_limit(), None);
+        assert_eq!(run_args(&["--timeout", "0s"]).time_limit(), None);
+        assert_eq!(
+            run_args(&["--timeout", "5s"]).time_limit(),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn component_args_are_passed_through() {
+        let cli = Cli::try_parse_from([
+            "wasi-cache",
+            "run",
+            "--stats",
+            "x.wasm",
+            "--stats",
+            "-v",
+            "a",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.common.stats);
+        assert_eq!(args.component(), Path::new("x.wasm"));
+        assert_eq!(args.args(), ["--stats", "-v", "a"]);
+    }
 }

@@ -1,11 +1,11 @@
-//! `wasi-cache serve`: serves a WASI 0.2 `wasi:http/proxy` or a WASI 0.3 `wasi:http/service`
-//! component over HTTP/1.1 (hyper, through wasmtime-wasi-http), compiled and pre-instantiated
-//! once, a fresh instance per request, every instance on one shared backend. What both flavours
-//! share lives here: the listener, the server's own answers (503 above
-//! `--max-concurrent-requests`, 504 past `--request-timeout`, 500 for a trap), the time limits
-//! and the graceful shutdown on SIGINT and SIGTERM; how a request reaches an instance of each
-//! flavour, in [`p2`] and [`p3`]; the admin endpoint of `--admin-addr` in [`admin`], the metrics
-//! in [`metrics`].
+//! `wasi-cache serve`: its options ([`ServeArgs`]) and its `main`, which serves a WASI 0.2
+//! `wasi:http/proxy` or a WASI 0.3 `wasi:http/service` component over HTTP/1.1 (hyper, through
+//! wasmtime-wasi-http), compiled and pre-instantiated once, a fresh instance per request, every
+//! instance on one shared backend. What both flavours share lives here: the listener, the
+//! server's own answers (503 above `--max-concurrent-requests`, 504 past `--request-timeout`,
+//! 500 for a trap), the time limits and the graceful shutdown on SIGINT and SIGTERM; how a
+//! request reaches an instance of each flavour, in [`p2`] and [`p3`]; the admin endpoint of
+//! `--admin-addr` in [`admin`], the metrics in [`metrics`].
 
 mod admin;
 mod metrics;
@@ -14,11 +14,13 @@ mod p3;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use clap::Args;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -37,18 +39,94 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
-use crate::args::{CommonArgs, ServeArgs, format_duration};
-use crate::common::{self, InstanceState, setup_error};
+use crate::exit::{self, setup_error};
 use crate::flavour::{self, Flavour};
-use crate::{limits, panic};
+use crate::options::CommonArgs;
+use crate::options::count::parse_count;
+use crate::options::duration::{format_duration, parse_duration};
+use crate::store::{self, InstanceState};
+use crate::{backend, limits, linker, panic, startup, wasi_ctx};
 use admin::Admin;
 use metrics::Metrics;
+
+/// The end of `wasi-cache serve --help`: examples, what each request runs in, the server's own
+/// answers, the shutdown and the exit status.
+pub const EXAMPLES: &str = "\
+Examples:
+  wasi-cache serve proxy.wasm
+  wasi-cache serve --addr 0.0.0.0:8080 --env UPSTREAM=http://127.0.0.1:9000 proxy.wasm
+  wasi-cache serve --redis redis://127.0.0.1:6379/0 --namespace site-a --request-timeout 5s proxy.wasm
+
+Each request runs in a fresh instance of the component, within the per-instance limits
+(--max-memory, --max-resources, --memory-budget, ...) and --request-timeout; every instance
+shares one cache, so concurrent get-or-set calls from different requests wait for one fill.
+Responses the server makes itself: 503 above --max-concurrent-requests, 504 past
+--request-timeout, 500 when the component traps. SIGINT or SIGTERM stops accepting, lets
+requests in flight finish (up to --shutdown-timeout) and exits 0.
+
+Exit status: 0 after a shutdown; 2 when the server cannot start (bad option, address in use,
+unreadable file, not a wasi:http/proxy component, Redis unreachable or its TLS handshake
+refused).";
+
+/// Options of `wasi-cache serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The cache, the per-instance limits, the environment and `--stats`.
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Address to listen on (HOST:PORT; port 0 picks a free one, printed at start-up).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Most requests handled at once; a request beyond it is answered 503 at once.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = parse_count)]
+    pub max_concurrent_requests: usize,
+
+    /// Longest one request's instance may run, wall clock from its instantiation on, whether
+    /// it computes or waits; past it the request is answered 504 (or its body cut short) and the
+    /// instance dropped (0 means no limit).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, how long requests in flight may take to finish before the server
+    /// exits anyway.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Longest a client may take to send a request's headers (an idle keep-alive connection
+    /// counts as sending the next request's); past it the connection is closed (0 means no
+    /// limit).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Address of the admin endpoint (HOST:PORT): `GET /metrics` (Prometheus) and
+    /// `GET /healthz`. Off by default; keep it off the public network.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// The wasi:http/proxy component to serve (a .wasm file built for wasm32-wasip2).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
+}
+
+impl ServeArgs {
+    /// The per-request time limit: `--request-timeout`, unless zero.
+    pub fn time_limit(&self) -> Option<Duration> {
+        Some(self.request_timeout).filter(|limit| !limit.is_zero())
+    }
+
+    /// The limit on reading a request's headers: `--header-read-timeout`, unless zero.
+    pub fn header_read_timeout(&self) -> Option<Duration> {
+        Some(self.header_read_timeout).filter(|limit| !limit.is_zero())
+    }
+}
 
 /// Runs `wasi-cache serve` until SIGINT or SIGTERM and returns the process's exit code: 0
 /// after a shutdown, 2 when the server cannot start.
 pub fn main(args: &ServeArgs) -> ExitCode {
     logging();
-    let runtime = match common::start(&args.common) {
+    let runtime = match startup::start(&args.common) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
@@ -56,7 +134,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(pre) => pre,
         Err(err) => return setup_error(&err),
     };
-    let backend = match common::backend(&args.common, &runtime) {
+    let backend = match backend::backend(&args.common, &runtime) {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
     };
@@ -90,7 +168,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         pre,
         backend: backend.clone(),
         common: args.common.clone(),
-        argv: vec![common::argv0(&args.component)],
+        argv: vec![wasi_ctx::argv0(&args.component)],
         time_limit: args.time_limit(),
         header_read_timeout: args.header_read_timeout(),
         permits: Arc::new(Semaphore::new(args.max_concurrent_requests)),
@@ -105,7 +183,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     // futures were dropped) before the runtime stops.
     runtime.block_on(backend.settle(args.common.redis_timeout));
     drop(runtime);
-    common::report_stats(&args.common, &*backend);
+    exit::report_stats(&args.common, &*backend);
     ExitCode::SUCCESS
 }
 
@@ -131,7 +209,7 @@ fn logging() {
 /// component it is.
 fn prepare(args: &ServeArgs) -> Result<Pre> {
     let path = &args.component;
-    let pre = common::instantiate_pre(&args.common, path, true)?;
+    let pre = linker::instantiate_pre(&args.common, path, true)?;
     let not_http = |why: String| {
         Error::msg(format!(
             "{} is not a wasi:http/proxy or wasi:http/service component: {why}",
@@ -272,8 +350,8 @@ impl Server {
         };
         let what = format!("{} {}", request.method(), request.uri());
         let deadline = limits::deadline(self.time_limit);
-        let wasi = common::wasi_ctx(&self.common, &self.argv);
-        let mut store = common::new_store(
+        let wasi = wasi_ctx::wasi_ctx(&self.common, &self.argv);
+        let mut store = store::new_store(
             self.pre.engine(),
             &self.common,
             self.backend.clone(),
@@ -352,7 +430,7 @@ impl Server {
 
     /// The 500 of a request the host could not hand to the component.
     fn internal_error(&self, what: &str, err: &Error) -> Response<HyperOutgoingBody> {
-        tracing::warn!("{what}: {}", common::one_line(&format!("{err:#}")));
+        tracing::warn!("{what}: {}", exit::one_line(&format!("{err:#}")));
         plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
     }
 }
@@ -466,4 +544,57 @@ fn http1_builder(header_read_timeout: Option<Duration>) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     builder
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use crate::commands::{Cli, Command, one_line};
+
+    #[test]
+    fn serve_options() {
+        let cli =
+            Cli::try_parse_from(["wasi-cache", "serve", "--capacity", "16MiB", "p.wasm"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.max_concurrent_requests, 1_000);
+        assert_eq!(args.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(args.time_limit(), Some(Duration::from_secs(60)));
+        assert_eq!(args.common.capacity, 16 << 20);
+        assert_eq!(args.component, Path::new("p.wasm"));
+        let cli = Cli::try_parse_from([
+            "wasi-cache",
+            "serve",
+            "--request-timeout",
+            "0",
+            "--addr",
+            "0.0.0.0:0",
+            "p.wasm",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.time_limit(), None);
+        let bad = ["wasi-cache", "serve", "--addr", "localhost", "p.wasm"];
+        let line = one_line(&Cli::try_parse_from(bad).unwrap_err().render().to_string());
+        assert!(
+            line.starts_with("error: invalid value 'localhost'"),
+            "{line}"
+        );
+        let bad = [
+            "wasi-cache",
+            "serve",
+            "--max-concurrent-requests",
+            "0",
+            "p.wasm",
+        ];
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
 }
