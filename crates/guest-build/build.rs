@@ -18,7 +18,13 @@ use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TEST_FEATURES};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WASI_CACHE_PREBUILD_GUESTS");
-    if std::env::var_os("WASI_CACHE_PREBUILD_GUESTS").is_some_and(|value| value == "0") {
+    // Set by `cargo clippy`, which only checks: the guests would hold up its check of the tests
+    // while one core builds golem-rust and the other idles. Watching it runs the script again
+    // for the build after it.
+    println!("cargo:rerun-if-env-changed=CLIPPY_ARGS");
+    if std::env::var_os("WASI_CACHE_PREBUILD_GUESTS").is_some_and(|value| value == "0")
+        || std::env::var_os("CLIPPY_ARGS").is_some()
+    {
         // One test binary run from nothing then builds only the guests it runs.
         return;
     }
