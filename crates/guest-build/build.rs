@@ -14,7 +14,7 @@ mod guests;
 
 use std::path::{Path, PathBuf};
 
-use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TEST_FEATURES};
+use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TARGET, SDK_TEST_FEATURES};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WASI_CACHE_PREBUILD_GUESTS");
@@ -61,18 +61,60 @@ fn main() {
         println!("cargo:warning=no target dir found above OUT_DIR: guests are built by the tests");
         return;
     };
+    // One thread per target dir: golem3-compat's builds beside the rest, each after the other
+    // within a target dir (its lock would serialise them anyway).
+    let mut jobs: Vec<(&str, Vec<Job>)> = Vec::new();
     let sdk_features = if cli { &SDK_TEST_FEATURES[..] } else { &[] };
-    let failed = guests
-        .iter()
-        .map(|guest| cargo::try_build(*guest, &dir).map(drop))
-        .chain(
-            sdk_features
-                .iter()
-                .map(|features| cargo::try_build_sdk_tests(features, &dir).map(drop)),
-        )
-        .filter_map(Result::err);
+    let all = (guests
+        .into_iter()
+        .map(|guest| (guest.target, Job::Guest(guest))))
+    .chain(
+        sdk_features
+            .iter()
+            .map(|features| (SDK_TARGET, Job::SdkTests(features))),
+    );
+    for (target, job) in all {
+        match jobs.iter_mut().find(|(other, _)| *other == target) {
+            Some((_, list)) => list.push(job),
+            None => jobs.push((target, vec![job])),
+        }
+    }
+    let failed: Vec<String> = std::thread::scope(|scope| {
+        let threads: Vec<_> = jobs
+            .into_iter()
+            .map(|(_, list)| {
+                scope.spawn(|| {
+                    list.into_iter()
+                        .filter_map(|job| job.run(&dir))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap_or_default())
+            .collect()
+    });
     for err in failed {
         println!("cargo:warning=prebuilding a test guest: {err}; the tests will try again");
+    }
+}
+
+/// One build of the prebuild.
+enum Job {
+    /// A guest component.
+    Guest(Guest<'static>),
+    /// The SDK's test components with these features.
+    SdkTests(&'static [&'static str]),
+}
+
+impl Job {
+    /// Builds it into `dir`; the error, if it failed.
+    fn run(self, dir: &Path) -> Option<String> {
+        match self {
+            Job::Guest(guest) => cargo::try_build(guest, dir).err(),
+            Job::SdkTests(features) => cargo::try_build_sdk_tests(features, dir).err(),
+        }
     }
 }
 

@@ -1,15 +1,15 @@
-//! How a guest is built: one `cargo` for `wasm32-wasip2` into a target dir shared by every guest
-//! (their dependencies, wit-bindgen's macros above all, are built once for all of them), one
-//! build at a time across threads and processes (a file lock), and each component copied to a
-//! folder of its own (a crate built with other features writes the same file name). Shared by
-//! the library and its build script, which prebuilds the tests' guests while cargo compiles the
-//! rest of the workspace.
+//! How a guest is built: one `cargo` for `wasm32-wasip2` into the guest's target dir (one shared
+//! by nearly every guest: their dependencies, wit-bindgen's macros above all, are built once for
+//! all of them), one build at a time per target dir across threads and processes (a file lock),
+//! and each component copied to a folder of its own (a crate built with other features writes
+//! the same file name). Shared by the library and its build script, which prebuilds the tests'
+//! guests while cargo compiles the rest of the workspace.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::guests::{Guest, SDK_MANIFEST};
+use crate::guests::{Guest, SDK_MANIFEST, SDK_TARGET};
 
 /// The hint of a failed Rust guest build.
 const TARGET_HINT: &str = "is the target installed? `rustup target add wasm32-wasip2`";
@@ -34,25 +34,25 @@ fn guests_dir(dir: &Path) -> PathBuf {
     dir.join("guests")
 }
 
-/// The cargo target dir every Rust guest of `dir` is built in.
-fn shared_target_dir(dir: &Path) -> PathBuf {
-    guests_dir(dir).join("shared")
+/// The cargo target dir `target` (a [`Guest::target`]) of `dir`.
+fn target_dir(dir: &Path, target: &str) -> PathBuf {
+    guests_dir(dir).join(target)
 }
 
 /// Builds `guest` in release mode for `wasm32-wasip2` and returns the path of its component,
 /// `DIR/guests/FLAVOUR/BIN.wasm` (one folder per guest and feature set).
 pub fn try_build(guest: Guest<'_>, dir: &Path) -> Result<PathBuf, String> {
-    let _one_build_at_a_time = lock(dir)?;
-    let shared = shared_target_dir(dir);
+    let _one_build_at_a_time = lock(dir, guest.target)?;
+    let target_dir = target_dir(dir, guest.target);
     let file = format!("{}.wasm", guest.bin);
     let mut cmd = cargo(
         &["build", "--release"],
         guest.manifest,
         guest.features,
-        &shared,
+        &target_dir,
     );
     run(&mut cmd, guest.manifest, TARGET_HINT)?;
-    let built = shared.join("wasm32-wasip2/release").join(&file);
+    let built = target_dir.join("wasm32-wasip2/release").join(&file);
     let folder = guests_dir(dir).join(flavour(guest.bin, guest.features));
     let out = folder.join(&file);
     // Through a rename, so that a test reading the component never sees half a file.
@@ -73,12 +73,12 @@ pub fn try_build(guest: Guest<'_>, dir: &Path) -> Result<PathBuf, String> {
 /// Builds the SDK's integration tests with `features` (`cargo test --no-run`, debug) and returns
 /// the test components' paths, sorted.
 pub fn try_build_sdk_tests(features: &[&str], dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let _one_build_at_a_time = lock(dir)?;
+    let _one_build_at_a_time = lock(dir, SDK_TARGET)?;
     let mut cmd = cargo(
         &["test", "--no-run", "--message-format=json"],
         SDK_MANIFEST,
         features,
-        &shared_target_dir(dir),
+        &target_dir(dir, SDK_TARGET),
     );
     let stdout = run(&mut cmd, SDK_MANIFEST, TARGET_HINT)?;
     // One JSON object per line; the integration tests' artifacts are `"kind":["test"]` with an
@@ -107,22 +107,23 @@ pub fn try_build_sdk_tests(features: &[&str], dir: &Path) -> Result<Vec<PathBuf>
 /// Compiles the SDK's documentation examples, running the merged doctest binary with `runner`;
 /// returns cargo's output.
 pub fn try_check_sdk_doctests(runner: &str, dir: &Path) -> Result<String, String> {
-    let _one_build_at_a_time = lock(dir)?;
+    let _one_build_at_a_time = lock(dir, SDK_TARGET)?;
     let mut cmd = cargo(
         &["test", "--doc"],
         SDK_MANIFEST,
         &[],
-        &shared_target_dir(dir),
+        &target_dir(dir, SDK_TARGET),
     );
     cmd.env("CARGO_TARGET_WASM32_WASIP2_RUNNER", runner);
     run(&mut cmd, SDK_MANIFEST, TARGET_HINT)
 }
 
-/// Takes the lock of `dir`'s guest builds: held by one build at a time, whichever thread or
-/// process (a test binary, the build script) runs it; released when the file is dropped.
-fn lock(dir: &Path) -> Result<File, String> {
+/// Takes the lock of the target dir `target` of `dir`: held by one build at a time, whichever
+/// thread or process (a test binary, the build script) runs it; released when the file is
+/// dropped.
+fn lock(dir: &Path, target: &str) -> Result<File, String> {
     let guests = guests_dir(dir);
-    let path = guests.join(".lock");
+    let path = guests.join(format!("{target}.lock"));
     fs::create_dir_all(&guests)
         .and_then(|()| File::create(&path))
         .and_then(|file| file.lock().map(|()| file))

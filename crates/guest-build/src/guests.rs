@@ -2,7 +2,7 @@
 //! with which features it is built. Shared by the library and its build script.
 
 /// A guest crate to build: its manifest (relative to the repository root), its binary's name,
-/// and the cargo features to enable.
+/// the cargo features to enable and the target dir it is built in.
 #[derive(Debug, Clone, Copy)]
 pub struct Guest<'a> {
     /// Path of the guest's `Cargo.toml`, relative to the repository root.
@@ -11,13 +11,24 @@ pub struct Guest<'a> {
     pub bin: &'a str,
     /// Cargo features to enable.
     pub features: &'a [&'a str],
+    /// The target dir (a folder of `DIR/guests`) it is built in: [`SHARED`] but for a guest
+    /// built beside the others.
+    pub target: &'a str,
 }
+
+/// The target dir of every guest but those built beside the others: their dependencies
+/// (wit-bindgen's macros above all) are built once for all of them.
+pub const SHARED: &str = "shared";
+
+/// The SDK's tests are built in [`SHARED`] too.
+pub const SDK_TARGET: &str = SHARED;
 
 /// The end-to-end test guest of the host crate, built from the project's own WIT.
 pub const GUEST_E2E: Guest<'static> = Guest {
     manifest: "crates/host/tests/guest-e2e/Cargo.toml",
     bin: "wasi-cache-guest-e2e",
     features: &[],
+    target: SHARED,
 };
 
 /// The end-to-end test guest, its bindings generated from golem-rust's WIT files.
@@ -32,6 +43,7 @@ pub const GUEST_E2E_P3: Guest<'static> = Guest {
     manifest: "crates/host/tests/guest-e2e-p3/Cargo.toml",
     bin: "wasi_cache_guest_e2e_p3",
     features: &[],
+    target: SHARED,
 };
 
 /// The guest of the host's `guest` bench: `main CASE N` runs one operation `N` times.
@@ -39,6 +51,7 @@ pub const GUEST_BENCH: Guest<'static> = Guest {
     manifest: "crates/host/benches/guest-bench/Cargo.toml",
     bin: "wasi-cache-guest-bench",
     features: &[],
+    target: SHARED,
 };
 
 /// The memoisation example guest (`examples/memo`).
@@ -46,6 +59,7 @@ pub const MEMO: Guest<'static> = Guest {
     manifest: "examples/memo/Cargo.toml",
     bin: "memo",
     features: &[],
+    target: SHARED,
 };
 
 /// The SDK example `examples/fanout`: concurrent lookups, a `get_or_set` hand-off, typed and
@@ -54,6 +68,7 @@ pub const FANOUT: Guest<'static> = Guest {
     manifest: "examples/fanout/Cargo.toml",
     bin: "fanout",
     features: &[],
+    target: SHARED,
 };
 
 /// The example depending on both golem-rust and the SDK (`examples/golem-compat`).
@@ -61,14 +76,19 @@ pub const GOLEM_COMPAT: Guest<'static> = Guest {
     manifest: "examples/golem-compat/Cargo.toml",
     bin: "golem-compat",
     features: &[],
+    target: SHARED,
 };
 
 /// The WASI 0.3 example on golem-rust 3.0.2 and the SDK's `p3` flavour
 /// (`examples/golem3-compat`, a cdylib exporting `wasi:cli/run@0.3.0`).
+///
+/// Built in a target dir of its own, so that its golem-rust (the longest unit of all, about 10
+/// CPU minutes on one core) builds beside the other guests rather than before them.
 pub const GOLEM3_COMPAT: Guest<'static> = Guest {
     manifest: "examples/golem3-compat/Cargo.toml",
     bin: "golem3_compat",
     features: &[],
+    target: "golem3-compat",
 };
 
 /// The caching reverse proxy example (`examples/http-proxy`), a `wasi:http/proxy` component
@@ -77,6 +97,7 @@ pub const HTTP_PROXY: Guest<'static> = Guest {
     manifest: "examples/http-proxy/Cargo.toml",
     bin: "http-proxy",
     features: &[],
+    target: SHARED,
 };
 
 /// [`HTTP_PROXY`] with the routes the CLI's tests use: `/_test/trap` traps, `/_test/spin`
@@ -92,6 +113,7 @@ pub const CONSTANT_1K: Guest<'static> = Guest {
     manifest: "crates/cli/benches/constant-1k/Cargo.toml",
     bin: "constant-1k",
     features: &[],
+    target: SHARED,
 };
 
 /// The test guest of `wasi-cache serve`'s WASI 0.3 path (`crates/cli/tests/serve-p3-guest`): a
@@ -101,6 +123,7 @@ pub const SERVE_P3: Guest<'static> = Guest {
     manifest: "crates/cli/tests/serve-p3-guest/Cargo.toml",
     bin: "serve_p3_guest",
     features: &[],
+    target: SHARED,
 };
 
 /// Path of the guest SDK's manifest (`crates/guest`), relative to the repository root.
@@ -114,7 +137,7 @@ pub const SDK_TEST_FEATURES: [&[&str]; 3] = [&[], &["json"], &["p3"]];
 pub const HOST_TESTS: &[Guest<'static>] = &[GUEST_E2E, GUEST_E2E_GOLEM, GUEST_E2E_P3, FANOUT];
 
 /// The guests the CLI's tests run (its `cli-tests` feature prebuilds them, with the SDK's test
-/// components). golem3-compat comes first: its golem-rust build is the longest of all.
+/// components).
 pub const CLI_TESTS: &[Guest<'static>] = &[
     GOLEM3_COMPAT,
     GUEST_E2E,
