@@ -14,7 +14,7 @@ mod guests;
 
 use std::path::{Path, PathBuf};
 
-use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TARGET, SDK_TEST_FEATURES};
+use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TARGET, SDK_TEST_FEATURES, SHARED};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WASI_CACHE_PREBUILD_GUESTS");
@@ -50,13 +50,9 @@ fn main() {
         .map(|guest| guest.manifest)
         .chain([SDK_MANIFEST]);
     for manifest in crates {
-        watch(
-            root.join(manifest)
-                .parent()
-                .expect("a manifest is in a folder"),
-        );
+        watch(&root, manifest.trim_end_matches("Cargo.toml"));
     }
-    watch(&root.join("wit"));
+    watch(&root, "wit");
     let Some(dir) = tmp_dir() else {
         println!("cargo:warning=no target dir found above OUT_DIR: guests are built by the tests");
         return;
@@ -112,20 +108,27 @@ impl Job {
     /// Builds it into `dir`; the error, if it failed.
     fn run(self, dir: &Path) -> Option<String> {
         match self {
-            Job::Guest(guest) => cargo::try_build(guest, dir).err(),
+            // A guest built beside the others (golem3-compat) is the build's critical path.
+            Job::Guest(guest) if guest.target != SHARED => {
+                cargo::try_build(guest, dir, cargo::Jobs::OwnOne).err()
+            }
+            Job::Guest(guest) => cargo::try_build(guest, dir, cargo::Jobs::Shared).err(),
             Job::SdkTests(features) => cargo::try_build_sdk_tests(features, dir).err(),
         }
     }
 }
 
-/// Asks cargo to run this script again when anything in `dir` changes, but its `target`.
-fn watch(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+/// Asks cargo to run this script again when anything in the folder `dir` of the repository at
+/// `root` changes, but its `target`. The paths are relative to this package, so that a clone
+/// elsewhere sharing the target dir runs the script again for its own files.
+fn watch(root: &Path, dir: &str) {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
         return;
     };
     for entry in entries.flatten() {
         if entry.file_name() != "target" {
-            println!("cargo:rerun-if-changed={}", entry.path().display());
+            let path = Path::new("../..").join(dir).join(entry.file_name());
+            println!("cargo:rerun-if-changed={}", path.display());
         }
     }
 }

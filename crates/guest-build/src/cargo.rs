@@ -41,7 +41,7 @@ fn target_dir(dir: &Path, target: &str) -> PathBuf {
 
 /// Builds `guest` in release mode for `wasm32-wasip2` and returns the path of its component,
 /// `DIR/guests/FLAVOUR/BIN.wasm` (one folder per guest and feature set).
-pub fn try_build(guest: Guest<'_>, dir: &Path) -> Result<PathBuf, String> {
+pub fn try_build(guest: Guest<'_>, dir: &Path, jobs: Jobs) -> Result<PathBuf, String> {
     let _one_build_at_a_time = lock(dir, guest.target)?;
     let target_dir = target_dir(dir, guest.target);
     let file = format!("{}.wasm", guest.bin);
@@ -51,6 +51,12 @@ pub fn try_build(guest: Guest<'_>, dir: &Path) -> Result<PathBuf, String> {
         guest.features,
         &target_dir,
     );
+    if jobs == Jobs::OwnOne {
+        cmd.arg("--jobs=1")
+            .env_remove("CARGO_MAKEFLAGS")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS");
+    }
     run(&mut cmd, guest.manifest, TARGET_HINT)?;
     let built = target_dir.join("wasm32-wasip2/release").join(&file);
     let folder = guests_dir(dir).join(flavour(guest.bin, guest.features));
@@ -68,6 +74,17 @@ pub fn try_build(guest: Guest<'_>, dir: &Path) -> Result<PathBuf, String> {
             )
         })?;
     Ok(out)
+}
+
+/// The job slots a guest's build takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jobs {
+    /// cargo's own: a calling build script's jobserver when there is one, else one per core.
+    Shared,
+    /// Always one job, outside the calling build's slots: for a guest on the critical path of
+    /// the build (golem-rust, ~10 minutes of one core, waited for by the tests' compilation),
+    /// which would otherwise queue for slots behind the workspace's units.
+    OwnOne,
 }
 
 /// Builds the SDK's integration tests with `features` (`cargo test --no-run`, debug) and returns

@@ -23,7 +23,7 @@ pub use guests::*;
 ///
 /// Uses the `cargo` that runs the tests (`$CARGO`). Panics with a hint when the build fails.
 pub fn build(guest: Guest<'_>, target_dir: &Path) -> PathBuf {
-    cargo::try_build(guest, target_dir).unwrap_or_else(|err| panic!("{err}"))
+    cargo::try_build(guest, target_dir, cargo::Jobs::Shared).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// A memo example in another language than Rust, built by its own `build.sh`.
