@@ -14,7 +14,8 @@ mod guests;
 
 use std::path::{Path, PathBuf};
 
-use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TARGET, SDK_TEST_FEATURES, SHARED};
+use cargo::Jobs;
+use guests::{CLI_TESTS, Guest, HOST_TESTS, SDK_MANIFEST, SDK_TEST_FEATURES, SHARED};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=WASI_CACHE_PREBUILD_GUESTS");
@@ -57,64 +58,34 @@ fn main() {
         println!("cargo:warning=no target dir found above OUT_DIR: guests are built by the tests");
         return;
     };
-    // One thread per target dir: golem3-compat's builds beside the rest, each after the other
-    // within a target dir (its lock would serialise them anyway).
-    let mut jobs: Vec<(&str, Vec<Job>)> = Vec::new();
+    // A guest with a target dir of its own (golem3-compat, the build's critical path) builds on a
+    // thread of its own, with a job slot always its own; the rest one after the other in the
+    // shared target dir, whose lock would serialise them anyway.
+    let (beside, shared): (Vec<_>, Vec<_>) =
+        guests.into_iter().partition(|guest| guest.target != SHARED);
     let sdk_features = if cli { &SDK_TEST_FEATURES[..] } else { &[] };
-    let all = (guests
-        .into_iter()
-        .map(|guest| (guest.target, Job::Guest(guest))))
-    .chain(
-        sdk_features
-            .iter()
-            .map(|features| (SDK_TARGET, Job::SdkTests(features))),
-    );
-    for (target, job) in all {
-        match jobs.iter_mut().find(|(other, _)| *other == target) {
-            Some((_, list)) => list.push(job),
-            None => jobs.push((target, vec![job])),
-        }
-    }
+    let dir = dir.as_path();
     let failed: Vec<String> = std::thread::scope(|scope| {
-        let threads: Vec<_> = jobs
+        let beside: Vec<_> = beside
             .into_iter()
-            .map(|(_, list)| {
-                scope.spawn(|| {
-                    list.into_iter()
-                        .filter_map(|job| job.run(&dir))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|guest| scope.spawn(move || cargo::try_build(guest, dir, Jobs::OwnOne).err()))
             .collect();
-        threads
+        let shared = shared
             .into_iter()
-            .flat_map(|thread| thread.join().unwrap_or_default())
-            .collect()
+            .filter_map(|guest| cargo::try_build(guest, dir, Jobs::Shared).err());
+        let sdk = sdk_features
+            .iter()
+            .filter_map(|features| cargo::try_build_sdk_tests(features, dir).err());
+        let mut failed: Vec<String> = shared.chain(sdk).collect();
+        failed.extend(
+            beside
+                .into_iter()
+                .filter_map(|thread| thread.join().ok().flatten()),
+        );
+        failed
     });
     for err in failed {
         println!("cargo:warning=prebuilding a test guest: {err}; the tests will try again");
-    }
-}
-
-/// One build of the prebuild.
-enum Job {
-    /// A guest component.
-    Guest(Guest<'static>),
-    /// The SDK's test components with these features.
-    SdkTests(&'static [&'static str]),
-}
-
-impl Job {
-    /// Builds it into `dir`; the error, if it failed.
-    fn run(self, dir: &Path) -> Option<String> {
-        match self {
-            // A guest built beside the others (golem3-compat) is the build's critical path.
-            Job::Guest(guest) if guest.target != SHARED => {
-                cargo::try_build(guest, dir, cargo::Jobs::OwnOne).err()
-            }
-            Job::Guest(guest) => cargo::try_build(guest, dir, cargo::Jobs::Shared).err(),
-            Job::SdkTests(features) => cargo::try_build_sdk_tests(features, dir).err(),
-        }
     }
 }
 

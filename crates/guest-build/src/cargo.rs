@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::guests::{Guest, SDK_MANIFEST, SDK_TARGET};
+use crate::guests::{Guest, SDK_MANIFEST, SHARED};
 
 /// The hint of a failed Rust guest build.
 const TARGET_HINT: &str = "is the target installed? `rustup target add wasm32-wasip2`";
@@ -90,12 +90,12 @@ pub enum Jobs {
 /// Builds the SDK's integration tests with `features` (`cargo test --no-run`, debug) and returns
 /// the test components' paths, sorted.
 pub fn try_build_sdk_tests(features: &[&str], dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let _one_build_at_a_time = lock(dir, SDK_TARGET)?;
+    let _one_build_at_a_time = lock(dir, SHARED)?;
     let mut cmd = cargo(
         &["test", "--no-run", "--message-format=json"],
         SDK_MANIFEST,
         features,
-        &target_dir(dir, SDK_TARGET),
+        &target_dir(dir, SHARED),
     );
     let stdout = run(&mut cmd, SDK_MANIFEST, TARGET_HINT)?;
     // One JSON object per line; the integration tests' artifacts are `"kind":["test"]` with an
@@ -124,12 +124,12 @@ pub fn try_build_sdk_tests(features: &[&str], dir: &Path) -> Result<Vec<PathBuf>
 /// Compiles the SDK's documentation examples, running the merged doctest binary with `runner`;
 /// returns cargo's output.
 pub fn try_check_sdk_doctests(runner: &str, dir: &Path) -> Result<String, String> {
-    let _one_build_at_a_time = lock(dir, SDK_TARGET)?;
+    let _one_build_at_a_time = lock(dir, SHARED)?;
     let mut cmd = cargo(
         &["test", "--doc"],
         SDK_MANIFEST,
         &[],
-        &target_dir(dir, SDK_TARGET),
+        &target_dir(dir, SHARED),
     );
     cmd.env("CARGO_TARGET_WASM32_WASIP2_RUNNER", runner);
     run(&mut cmd, SDK_MANIFEST, TARGET_HINT)

@@ -16,12 +16,9 @@ pub struct Guest<'a> {
     pub target: &'a str,
 }
 
-/// The target dir of every guest but those built beside the others: their dependencies
-/// (wit-bindgen's macros above all) are built once for all of them.
+/// The target dir of every guest but those built beside the others, and of the SDK's tests:
+/// their dependencies (wit-bindgen's macros above all) are built once for all of them.
 pub const SHARED: &str = "shared";
-
-/// The SDK's tests are built in [`SHARED`] too.
-pub const SDK_TARGET: &str = SHARED;
 
 /// The end-to-end test guest of the host crate, built from the project's own WIT.
 pub const GUEST_E2E: Guest<'static> = Guest {
