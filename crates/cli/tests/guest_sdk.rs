@@ -103,8 +103,8 @@ fn sdk_doc_example_compiles() {
 #[test]
 fn sdk_tests_pass_on_the_embedded_engine() {
     let total = run_sdk_tests(&[]);
-    // Two test files, each built without features, with `json` and with `p3`.
-    assert_eq!(sdk_tests().len(), 6, "{:?}", sdk_tests());
+    // Three test files, each built without features, with `json` and with `p3`.
+    assert_eq!(sdk_tests().len(), 9, "{:?}", sdk_tests());
     assert!(total >= 4, "{total}");
 }
 

@@ -16,6 +16,9 @@
 //! - streamed bodies for large values ([`ValueReader`], [`ValueWriter`]);
 //! - `get_or_set` memoisation: concurrent callers on a missing key (in any instance) meet, one
 //!   computes, the others receive its value; a failing compute hands the key to a waiter.
+//! - stale-while-revalidate and stale-if-error ([`Cache::get_or_revalidate`], [`stale`]): a
+//!   stale value is answered at once while exactly one caller (of every instance and host)
+//!   refreshes it, and still answered when the refresh fails, within their windows.
 //!
 //! On WASI 0.2, `wasi:io` is the [`wasip2`] crate's, so pollables and streams interoperate with
 //! wstd and golem-rust. All errors are one [`Error`], carrying the host's trace.
@@ -80,13 +83,15 @@ mod cache;
 pub mod codec;
 mod entry;
 mod error;
+pub mod stale;
 mod value;
 
 pub use flavour::bindings;
-use flavour::{pending, stream};
+use flavour::{pending, stream, task};
 
 pub use cache::Cache;
 pub use entry::{Entry, VacantEntry};
 pub use error::{BoxError, Error, Result};
+pub use stale::{How, Lifetimes, Served};
 pub use stream::{CHUNK, ValueReader, ValueWriter};
 pub use value::Value;

@@ -4,3 +4,4 @@
 pub mod bindings;
 pub(crate) mod pending;
 pub(crate) mod stream;
+pub(crate) mod task;
