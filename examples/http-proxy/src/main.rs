@@ -1,21 +1,30 @@
 //! A caching reverse proxy, as a `wasi:http/proxy` component on the wasi-cache-guest SDK.
 //!
 //! It forwards requests to the base URL in the environment variable `UPSTREAM`. A `GET` goes
-//! through the cache, keyed by method and path: concurrent requests for a missing key meet in a
-//! get-or-set rendezvous, so the upstream sees one request however many arrive at once. Every
-//! response says how it was served in `x-cache`: `HIT` (from the cache), `MISS` (this request
-//! fetched it) or `WAIT` (it waited for another request's fetch). A response is stored for its
-//! `Cache-Control: max-age` (60 s by default); one marked `no-store` or `private`, or with a
-//! status other than 2xx, is not stored, and the vacancy is dropped so that a waiting request
-//! fetches instead. Other methods pass through uncached; an unreachable upstream is a 502.
+//! through the cache, keyed by method and path, with the SDK's revalidating lookup: concurrent
+//! requests for a missing key meet in a get-or-set rendezvous, so the upstream sees one request
+//! however many arrive at once. A response is fresh for its `Cache-Control: max-age` (60 s by
+//! default); after that, within its `stale-while-revalidate=N` window (RFC 5861), requests
+//! answer the stale response at once while one request (across every instance and host on the
+//! backend) refreshes it after its own response was sent; within its `stale-if-error=N` window
+//! a refresh that fails (the upstream unreachable, or a 5xx) answers the stale response.
+//!
+//! Every response says how it was served in `x-cache`: `HIT` (fresh from the cache), `STALE`
+//! (stale from the cache), `MISS` (this request fetched it) or `WAIT` (another request fetched
+//! it meanwhile); every answer from the cache has an `Age` (seconds since it was fetched). A
+//! response marked `no-store` or `private`, or with a status other than 2xx, is not stored, and
+//! a waiting request fetches for itself. Other methods pass through uncached; an unreachable
+//! upstream is a 502.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use wasi_cache_guest::{Cache, Entry};
+#[cfg(feature = "test-routes")]
+use wasi_cache_guest::Entry;
+use wasi_cache_guest::{Cache, How, Lifetimes, codec};
 use wstd::http::{Body, Client, Error, HeaderValue, Method, Request, Response, StatusCode};
 
-/// How long a response without `max-age` is cached.
+/// How long a response without `max-age` is fresh.
 const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
 /// The upstream headers kept with a cached response.
@@ -34,6 +43,27 @@ struct Cached {
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
+
+/// Why a fetch gives nothing to cache: a stale response is answered instead when its
+/// `stale-if-error` window allows it.
+#[derive(Debug)]
+enum Failed {
+    /// The upstream could not be reached.
+    Unreachable,
+    /// The upstream answered with a server error (5xx), passed on when nothing stale is left.
+    Status(Cached),
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failed::Unreachable => f.write_str("the upstream is unreachable"),
+            Failed::Status(cached) => write!(f, "the upstream answered {}", cached.status),
+        }
+    }
+}
+
+impl std::error::Error for Failed {}
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
@@ -57,27 +87,41 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         return pass_through(request, &url).await;
     }
     let key = format!("GET {path}");
-    let cache = Cache::new();
-    if let Some(value) = cache.get_value(&key).await? {
-        return respond(value.decode::<Cached>()?, "HIT");
-    }
-    match cache.entry(&key).await? {
-        Entry::Occupied(value) => respond(value.decode::<Cached>()?, "WAIT"),
-        Entry::Vacant(vacancy) => {
-            let Ok(fetched) = fetch(&url).await else {
-                // Nothing cached: the vacancy passes to a waiter, which tries for itself.
-                vacancy.abandon();
-                return Ok(text(
+    // The fetch may run after this response is sent (a refresh of a stale response): it owns
+    // what it needs.
+    let fetched = Cache::new()
+        .get_or_revalidate_served(&key, move || async move {
+            let fetched = fetch(&url).await.map_err(|_| Failed::Unreachable)?;
+            if fetched.status >= 500 {
+                return Err(Failed::Status(fetched));
+            }
+            let lifetimes = lifetimes(&fetched);
+            let bytes = codec::encode(&fetched).map_err(|_| Failed::Unreachable)?;
+            Ok((bytes, lifetimes))
+        })
+        .await;
+    match fetched {
+        Ok(served) => {
+            let how = match served.how {
+                How::Fresh => "HIT",
+                How::Stale => "STALE",
+                How::Computed => "MISS",
+                How::Waited => "WAIT",
+            };
+            let age = (served.how != How::Computed).then_some(served.age);
+            respond(codec::decode(&key, &served.value)?, how, age)
+        }
+        Err(err) => match err.into_compute().map(|e| e.downcast::<Failed>()) {
+            Some(Ok(failed)) => match *failed {
+                Failed::Status(cached) => respond(cached, "MISS", None),
+                Failed::Unreachable => Ok(text(
                     StatusCode::BAD_GATEWAY,
                     "the upstream is unreachable\n",
-                ));
-            };
-            match ttl(&fetched) {
-                Some(ttl) => vacancy.fill_as(&fetched, Some(ttl))?,
-                None => vacancy.abandon(),
-            }
-            respond(fetched, "MISS")
-        }
+                )),
+            },
+            Some(Err(other)) => Err(Error::msg(other.to_string())),
+            None => Err(Error::msg("the cache failed")),
+        },
     }
 }
 
@@ -102,37 +146,59 @@ async fn fetch(url: &str) -> Result<Cached, Error> {
     })
 }
 
-/// How long `response` may be cached: `None` when it must not be (not 2xx, `no-store`,
-/// `private`, `max-age=0`).
-fn ttl(response: &Cached) -> Option<Duration> {
+/// How long `response` is fresh and may be served stale (RFC 9111's `max-age`, RFC 5861's
+/// `stale-while-revalidate` and `stale-if-error`): [`Lifetimes::none`] when it must not be
+/// stored (not 2xx, `no-store`, `private`, `no-cache`, a malformed number, nothing to keep).
+fn lifetimes(response: &Cached) -> Lifetimes {
     if !(200..300).contains(&response.status) {
-        return None;
+        return Lifetimes::none();
     }
     let Some((_, control)) = response
         .headers
         .iter()
         .find(|(name, _)| name == "cache-control")
     else {
-        return Some(DEFAULT_TTL);
+        return Lifetimes::new(DEFAULT_TTL);
     };
     let control = String::from_utf8_lossy(control).to_ascii_lowercase();
-    let mut ttl = DEFAULT_TTL;
+    let mut lifetimes = Lifetimes::new(DEFAULT_TTL);
     for directive in control.split(',').map(str::trim) {
-        if directive == "no-store" || directive == "private" {
-            return None;
+        if ["no-store", "private", "no-cache"].contains(&directive) {
+            return Lifetimes::none();
         }
-        if let Some(seconds) = directive.strip_prefix("max-age=") {
-            ttl = Duration::from_secs(seconds.trim_matches('"').parse().ok()?);
-        }
+        let Some((name, value)) = directive.split_once('=') else {
+            continue;
+        };
+        let Ok(seconds) = value.trim_matches('"').parse::<u64>() else {
+            return Lifetimes::none();
+        };
+        let seconds = Duration::from_secs(seconds);
+        lifetimes = match name {
+            "max-age" => Lifetimes {
+                fresh: seconds,
+                ..lifetimes
+            },
+            "stale-while-revalidate" => lifetimes.stale_while_revalidate(seconds),
+            "stale-if-error" => lifetimes.stale_if_error(seconds),
+            _ => lifetimes,
+        };
     }
-    (!ttl.is_zero()).then_some(ttl)
+    lifetimes
 }
 
-/// The response for `cached`, marked with `x-cache: how`.
-fn respond(cached: Cached, how: &'static str) -> Result<Response<Body>, Error> {
+/// The response for `cached`, marked with `x-cache: how` and, when it comes from the cache,
+/// its `Age` in whole seconds.
+fn respond(
+    cached: Cached,
+    how: &'static str,
+    age: Option<Duration>,
+) -> Result<Response<Body>, Error> {
     let mut response = Response::builder().status(cached.status);
     for (name, value) in &cached.headers {
         response = response.header(name.as_str(), HeaderValue::from_bytes(value)?);
+    }
+    if let Some(age) = age {
+        response = response.header("age", age.as_secs());
     }
     Ok(response
         .header("x-cache", how)
