@@ -32,6 +32,14 @@ const MAX_TABLES: usize = 100;
 /// Most elements per table, 8 bytes of host memory each (a Rust component's tables have a few
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Entries of wasmtime's own table of component-model async state (tasks, waitable sets, and
+/// each stream or future: its state and its two ends) allowed per `--max-resources`: a stream
+/// or future takes three, and its two ends count as two handles against `--max-resources`
+/// in the guest's handle tables.
+const CONCURRENT_ENTRIES_PER_RESOURCE: usize = 4;
+/// wasmtime's error when a guest's handle tables (resources, WASI 0.3 streams and futures)
+/// hold the most handles the store allows.
+const HANDLE_LIMIT_ERROR: &str = "store handle limit exceeded";
 
 /// Caps on a component's memories, tables and instances: each memory within `--max-memory`
 /// (all of them together too: [`apply`]); a failed growth is reported to the component, not
@@ -48,7 +56,9 @@ fn store_limits(args: &CommonArgs) -> StoreLimits {
 }
 
 /// Puts `state` in a store of `engine` with every limit of `args`: memories, tables and
-/// instances (the store's limiter), resource-table entries, and — with a `deadline` — an epoch
+/// instances (the store's limiter), resource-table entries, the guest's component-model handles
+/// (its own resources, WASI 0.3 streams and futures: wasmtime keeps those in tables of its own,
+/// 100,000 by default) and wasmtime's table of async state, and — with a `deadline` — an epoch
 /// callback that yields to the host every tick and ends the component's code with
 /// [`DeadlinePassed`] once the deadline is past. (A component blocked in a host call runs no
 /// code: the caller bounds the whole run with the same deadline too.)
@@ -65,6 +75,15 @@ pub fn apply(
     state.cache.table.set_max_capacity(args.max_resources);
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.cache);
+    // A WASI 0.3 guest creates streams and futures without a host call: the same cap as the
+    // resources it gets from host calls.
+    store.set_max_component_handles(args.max_resources);
+    if let Some(table) = store.concurrent_resource_table() {
+        table.set_max_capacity(
+            args.max_resources
+                .saturating_mul(CONCURRENT_ENTRIES_PER_RESOURCE),
+        );
+    }
     // Without a deadline, nothing advances the epoch: a deadline this far is never reached.
     store.set_epoch_deadline(u64::MAX / 2);
     if let Some(deadline) = deadline {
@@ -161,7 +180,7 @@ pub fn explain(err: &Error, state: &WasiCacheState, args: &CommonArgs) -> String
         matches!(
             cause.downcast_ref::<ResourceTableError>(),
             Some(ResourceTableError::Full)
-        )
+        ) || cause.to_string().contains(HANDLE_LIMIT_ERROR)
     });
     if table_full {
         line.push_str(&format!(

@@ -1,5 +1,6 @@
-//! The hooks of the components' outgoing `wasi:http` requests: wasmtime-wasi-http's own sending,
-//! except that a request body hyper would drop unsent stays open until the guest is done with it.
+//! The hooks of the components' outgoing `wasi:http` requests: sent to an address the outbound
+//! policy allows ([`crate::send`], [`crate::outbound`]), and a request body hyper would drop
+//! unsent stays open until the guest is done with it.
 //!
 //! hyper sends a `GET`, `HEAD` or `CONNECT` whose body has no declared length (no
 //! `content-length`, no `transfer-encoding`; and any such request over HTTP/1.0) with no body at
@@ -15,6 +16,7 @@
 //! them either) until the guest finishes or drops the body, and hyper gets an empty one.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
@@ -22,13 +24,19 @@ use hyper::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use hyper::{Method, Request, Response, Version};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use crate::outbound::Outbound;
+use crate::send::send;
+
 /// The future of a request's connection, once its response arrived.
 type Io = Box<dyn Future<Output = Result<(), Error>> + Send>;
 
-/// The `wasi:http` hooks of every instance: the defaults, with the request bodies hyper would
-/// drop unsent kept open (see the module's docs).
-#[derive(Debug, Default)]
-pub struct Hooks;
+/// The `wasi:http` hooks of every instance: requests sent where the outbound policy allows,
+/// with the request bodies hyper would drop unsent kept open (see the module's docs).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// The policy every request is checked against (shared by a server's instances).
+    pub outbound: Arc<Outbound>,
+}
 
 impl WasiHttpHooks for Hooks {
     fn send_request(
@@ -45,7 +53,13 @@ impl WasiHttpHooks for Hooks {
         } else {
             request
         };
-        wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
+        let _ = fut;
+        let outbound = self.outbound.clone();
+        Box::new(async move {
+            let (response, io) = send(request, options, outbound).await?;
+            let io: Io = Box::new(io);
+            Ok((response.map(BodyExt::boxed_unsync), io))
+        })
     }
 }
 

@@ -1,5 +1,5 @@
 //! The store of one instance: its data ([`InstanceState`]: WASI, wasi:http and the cache over
-//! one resource table) and the one builder of such stores ([`new_store`]), which `run` calls
+//! one resource table) and the one builder of such stores ([`new_store_with`]), which `run` calls
 //! once and `serve` once per request.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use crate::backend::cache_limits;
 use crate::limits;
 use crate::options::CommonArgs;
 use crate::outgoing::Hooks;
+use crate::shared::Shared;
 
 /// Store data of one instance: WASI and the cache ([`WasiCacheState`], also the store's
 /// resource limiter) and wasi:http, all over the resource table of `cache`.
@@ -60,16 +61,31 @@ pub fn new_store(
     wasi: WasiCtx,
     deadline: Option<Instant>,
 ) -> Store<InstanceState> {
-    let cache = WasiCacheCtx::builder(backend)
+    new_store_with(engine, args, backend, wasi, deadline, &Shared::default())
+}
+
+/// [`new_store`] for an instance of a server, sharing `shared` with the others: the outbound
+/// policy of its requests and the pool of its writes.
+pub fn new_store_with(
+    engine: &Engine,
+    args: &CommonArgs,
+    backend: Arc<dyn Backend>,
+    wasi: WasiCtx,
+    deadline: Option<Instant>,
+    shared: &Shared,
+) -> Store<InstanceState> {
+    let mut cache = WasiCacheCtx::builder(backend)
         .namespace(args.namespace.clone())
         .limits(cache_limits(args))
         .max_live_futures(args.max_live_futures)
-        .memory_budget(args.memory_budget)
-        .build();
+        .memory_budget(args.memory_budget);
+    if let Some(pool) = &shared.write_pool {
+        cache = cache.write_pool(pool.clone());
+    }
     let state = InstanceState {
-        cache: WasiCacheState::new(wasi, cache),
+        cache: WasiCacheState::new(wasi, cache.build()),
         http: WasiHttpCtx::new(),
-        hooks: Hooks,
+        hooks: shared.hooks.clone(),
     };
     limits::apply(engine, state, args, deadline)
 }

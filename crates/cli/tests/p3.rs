@@ -68,3 +68,28 @@ fn wasi_02_and_03_commands_share_one_redis() {
     let read = run(&redis, p2_wasm(), &["read", "x3"]);
     assert!(read.stdout.contains("value from-p3"), "{read:#?}");
 }
+
+/// A WASI 0.3 guest creates streams without a host call, in wasmtime's own handle tables:
+/// `--max-resources` caps them too, and the trap is explained as a 0.2 guest's full resource
+/// table is.
+#[test]
+fn max_resources_caps_wasi_03_streams_as_it_caps_wasi_02_resources() {
+    let cap = ["--max-resources", "1000"];
+    let p3 = run(&cap, p3_wasm(), &["hold-streams", "2000"]);
+    assert_eq!(p3.code, Some(1), "{p3:#?}");
+    assert!(!p3.stdout.contains("held"), "{p3:#?}");
+    let p2 = run(&cap, p2_wasm(), &["resources", "2000"]);
+    assert_eq!(p2.code, Some(1), "{p2:#?}");
+    for out in [&p3, &p2] {
+        assert!(out.stderr.contains("trapped: "), "{out:#?}");
+        assert!(
+            out.stderr
+                .contains("(the component holds the most resources --max-resources allows, 1000)"),
+            "{out:#?}"
+        );
+    }
+    // Within the cap (two handles a stream), the streams are held.
+    let within = run(&cap, p3_wasm(), &["hold-streams", "400"]);
+    assert_eq!(within.code, Some(0), "{within:#?}");
+    assert!(within.stdout.contains("held 400 streams\n"), "{within:#?}");
+}

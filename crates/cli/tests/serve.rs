@@ -124,7 +124,13 @@ impl Server {
     /// A server of the proxy in front of the upstream at `url`.
     fn start_for(url: &str, options: &[&str]) -> Self {
         let upstream = format!("UPSTREAM={url}");
-        let args = [&["--env", upstream.as_str()][..], options].concat();
+        // A loopback upstream is outside the default outbound policy: listed explicitly.
+        let allowed = url.trim_start_matches("http://").trim_end_matches('/');
+        let args = [
+            &["--env", upstream.as_str(), "--allow-outbound", allowed][..],
+            options,
+        ]
+        .concat();
         Server::spawn(proxy_wasm(), &args)
     }
 }

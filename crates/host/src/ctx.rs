@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use crate::budget::{MemoryBudget, MemoryMeter};
 use crate::error::CacheError;
 use crate::future::LiveToken;
+use crate::writes::{InstanceWrites, WritePool, WriteSlot};
 
 /// The cache state of one store (one guest instance): backend, namespace, limits and counters.
 pub struct WasiCacheCtx {
@@ -18,6 +19,8 @@ pub struct WasiCacheCtx {
     pub(crate) max_live_futures: usize,
     pub(crate) budget: Arc<MemoryBudget>,
     live: Arc<AtomicUsize>,
+    /// The pool of writes in flight this instance shares with others, and its own writes.
+    writes: Option<(Arc<WritePool>, Arc<InstanceWrites>)>,
     /// Owned by the context alone, so by its store: a weak handle on it tells whether the store
     /// still exists (see [`WasiCacheCtx::store_token`]).
     alive: Arc<()>,
@@ -50,6 +53,7 @@ impl WasiCacheCtx {
             namespace: Namespace::default(),
             max_live_futures: Self::DEFAULT_MAX_LIVE_FUTURES,
             memory_budget: Self::DEFAULT_MEMORY_BUDGET,
+            write_pool: None,
         }
     }
 
@@ -94,6 +98,15 @@ impl WasiCacheCtx {
         self.live.load(Ordering::Acquire)
     }
 
+    /// A slot of the shared write pool for write `op` on a key of `key_len` bytes (nothing
+    /// without a pool), or the error the guest gets when the pool is full.
+    pub(crate) fn reserve_write(&self, op: &str, key_len: usize) -> Result<WriteSlot, CacheError> {
+        match &self.writes {
+            Some((pool, instance)) => WriteSlot::reserve(pool, instance, op, key_len),
+            None => Ok(WriteSlot::default()),
+        }
+    }
+
     /// Takes one live-future slot for operation `op`, charging the call's key to the memory
     /// budget, or the error the guest gets when the cap or the budget is reached.
     pub(crate) fn acquire(&self, op: &str, key_len: usize) -> Result<Arc<LiveToken>, CacheError> {
@@ -107,6 +120,15 @@ impl WasiCacheCtx {
                 ),
             )
         })
+    }
+}
+
+impl Drop for WasiCacheCtx {
+    fn drop(&mut self) {
+        // The instance has ended: the writes it leaves running are the pool's orphans now.
+        if let Some((pool, instance)) = &self.writes {
+            instance.end(pool);
+        }
     }
 }
 
@@ -130,6 +152,7 @@ pub struct WasiCacheCtxBuilder {
     limits: Limits,
     max_live_futures: usize,
     memory_budget: usize,
+    write_pool: Option<Arc<WritePool>>,
 }
 
 impl WasiCacheCtxBuilder {
@@ -165,6 +188,16 @@ impl WasiCacheCtxBuilder {
         self
     }
 
+    /// Shares `pool` with other instances: each `set` and `delete` takes one of its slots at
+    /// its call and holds it (with its key and value's bytes) until the write completes, even
+    /// after this instance ended; a write the full pool refuses fails with an error resource.
+    /// No pool unless set: an instance's writes are then bounded by its own caps alone, which
+    /// they outlive.
+    pub fn write_pool(mut self, pool: Arc<WritePool>) -> Self {
+        self.write_pool = Some(pool);
+        self
+    }
+
     /// Builds the context.
     pub fn build(self) -> WasiCacheCtx {
         WasiCacheCtx {
@@ -174,6 +207,9 @@ impl WasiCacheCtxBuilder {
             max_live_futures: self.max_live_futures,
             budget: MemoryBudget::new(self.memory_budget),
             live: Arc::new(AtomicUsize::new(0)),
+            writes: self
+                .write_pool
+                .map(|pool| (pool, Arc::new(InstanceWrites::default()))),
             alive: Arc::new(()),
         }
     }

@@ -123,6 +123,7 @@ pub mod p3;
 mod shared_impls;
 mod state;
 mod value;
+mod writes;
 
 pub use budget::MemoryMeter;
 pub use ctx::{WasiCacheCtx, WasiCacheCtxBuilder, WasiCacheCtxView, WasiCacheView};
@@ -135,3 +136,4 @@ pub use future::{
 pub use p2::{add_to_linker, add_to_linker_with, bindings};
 pub use state::WasiCacheState;
 pub use value::{Bucket, Entry, IncomingValue, OutgoingValue, PendingVacancy};
+pub use writes::WritePool;

@@ -164,6 +164,12 @@ impl WasiCacheCtxView<'_> {
             Ok(source) => source,
             Err(err) => return Ok(self.table.push(FutureResult::resolved("set", Err(err)))?),
         };
+        // A slot of the write pool shared with other instances, held until the write is done
+        // (after this instance ended too): taken at the call, refused at once when it is full.
+        let mut slot = match self.ctx.reserve_write("set", k.len()) {
+            Ok(slot) => slot,
+            Err(err) => return Ok(self.table.push(FutureResult::resolved("set", Err(err)))?),
+        };
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         let budget = self.ctx.budget.clone();
         // Writes are not cancelled when the guest drops the future: fire-and-forget works.
@@ -172,6 +178,7 @@ impl WasiCacheCtxView<'_> {
             // The value is charged while the write is under way: a backend may copy it (Redis
             // does), and the guest may drop its outgoing-value meanwhile.
             let _in_flight = budget.charge("set", value.len())?;
+            slot.grow("set", value.len())?;
             backend
                 .set(&ns, k.as_bytes(), value, ttl(ttl_ms))
                 .await
@@ -200,8 +207,18 @@ impl WasiCacheCtxView<'_> {
 
     /// `cache.delete`.
     pub(crate) fn delete_key(&mut self, k: String) -> Result<Resource<FutureResult>> {
+        // As a `set`'s: a slot of the shared write pool, held until the delete is done.
+        let slot = match self.ctx.reserve_write("delete", k.len()) {
+            Ok(slot) => slot,
+            Err(err) => {
+                return Ok(self
+                    .table
+                    .push(FutureResult::resolved("delete", Err(err)))?);
+            }
+        };
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         self.start("delete", k, false, |k| async move {
+            let _slot = slot;
             backend
                 .delete(&ns, k.as_bytes())
                 .await

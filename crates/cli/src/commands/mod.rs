@@ -18,7 +18,7 @@ Examples:
   wasi-cache run --stats --capacity 64MiB --namespace tenant-a app.wasm --verbose input.txt
   wasi-cache run --vacancy-timeout 500ms --max-value-size 1MiB --env RUST_LOG=debug app.wasm
   wasi-cache run --redis redis://127.0.0.1:6379/0 --namespace tenant-a --stats app.wasm
-  wasi-cache serve --addr 127.0.0.1:8080 --env UPSTREAM=http://127.0.0.1:9000 proxy.wasm
+  wasi-cache serve --env UPSTREAM=http://127.0.0.1:9000 --allow-outbound 127.0.0.1:9000 proxy.wasm
 
 Sizes take KiB, MiB, GiB, TiB (powers of 1024), KB, MB, GB, TB (powers of 1000) or plain
 bytes; durations take ns, us, ms, s, m or h (e.g. 300ms, 30s, 2m).";

@@ -69,6 +69,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for the metrics of what the instances share ([`crate::shared`]).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Counts a request as in flight until the returned guard is finished or dropped.
     pub fn start(&self) -> RequestTimer<'_> {
         self.in_flight.inc();

@@ -44,6 +44,7 @@ use crate::flavour::{self, Flavour};
 use crate::options::CommonArgs;
 use crate::options::count::parse_count;
 use crate::options::duration::{format_duration, parse_duration};
+use crate::shared::{Shared, SharedArgs};
 use crate::store::{self, InstanceState};
 use crate::{backend, limits, linker, panic, startup, wasi_ctx};
 use admin::Admin;
@@ -54,7 +55,8 @@ use metrics::Metrics;
 pub const EXAMPLES: &str = "\
 Examples:
   wasi-cache serve proxy.wasm
-  wasi-cache serve --addr 0.0.0.0:8080 --env UPSTREAM=http://127.0.0.1:9000 proxy.wasm
+  wasi-cache serve --addr 0.0.0.0:8080 --env UPSTREAM=http://127.0.0.1:9000 \\
+    --allow-outbound 127.0.0.1:9000 proxy.wasm
   wasi-cache serve --redis redis://127.0.0.1:6379/0 --namespace site-a --request-timeout 5s proxy.wasm
 
 Each request runs in a fresh instance of the component, within the per-instance limits
@@ -99,6 +101,10 @@ pub struct ServeArgs {
     /// limit).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// What the instances share: the outbound policy, the pool of writes in flight.
+    #[command(flatten)]
+    pub shared: SharedArgs,
 
     /// Address of the admin endpoint (HOST:PORT): `GET /metrics` (Prometheus) and
     /// `GET /healthz`. Off by default; keep it off the public network.
@@ -149,7 +155,11 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(listeners) => listeners,
         Err(err) => return setup_error(&err),
     };
-    let metrics = Arc::new(Metrics::new(backend.clone(), args.common.uses_redis()));
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let shared = args.shared.shared(admin_addr);
+    let mut metrics = Metrics::new(backend.clone(), args.common.uses_redis());
+    shared.register_metrics(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
     let (stop, stopping) = watch::channel(false);
     if let Some(listener) = admin_listener {
         let admin = Admin {
@@ -175,6 +185,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         max_requests: args.max_concurrent_requests,
         halt: watch::channel(false).0,
         metrics,
+        shared,
     });
     if let Err(err) = runtime.block_on(serve(server, listener, stop, args.shutdown_timeout)) {
         return setup_error(&err);
@@ -306,6 +317,8 @@ struct Server {
     halt: watch::Sender<bool>,
     /// The HTTP metrics (and the backend's, for the admin endpoint).
     metrics: Arc<Metrics>,
+    /// What the instances share: the outbound policy, the pool of writes in flight.
+    shared: Shared,
 }
 
 /// How a request's instance ended.
@@ -351,12 +364,13 @@ impl Server {
         let what = format!("{} {}", request.method(), request.uri());
         let deadline = limits::deadline(self.time_limit);
         let wasi = wasi_ctx::wasi_ctx(&self.common, &self.argv);
-        let mut store = store::new_store(
+        let mut store = store::new_store_with(
             self.pre.engine(),
             &self.common,
             self.backend.clone(),
             wasi,
             deadline,
+            &self.shared,
         );
         let (sender, receiver) = oneshot::channel();
         let call = match self.pre.call(&mut store, request, sender) {

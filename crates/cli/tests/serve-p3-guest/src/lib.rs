@@ -13,6 +13,12 @@
 //!   path).
 //! - `/error`: answers with an `error-code` instead of a response.
 //! - `/trap`: traps.
+//! - `/body`: reads the request's body to its end and answers with its length (the body-read
+//!   timeout's test).
+//! - `/big/N`: answers with `N` bytes (the response-write timeout's test).
+//! - `/detach/KEY/N`: starts `N` `set`s of `KEY` and drops each future unread (the writes go
+//!   on after the instance ends), answering at once.
+//! - `/set/KEY`: one `set` of `KEY`, awaited: 200, or 500 with the cache's error.
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -39,12 +45,36 @@ impl wasip3::exports::http::handler::Guest for Service {
                 .await;
             return respond(500, &[], format!("the hold ended: {held:?}").into_bytes());
         }
+        if let Some(rest) = path.strip_prefix("/detach/") {
+            return detach(rest);
+        }
+        if let Some(key) = path.strip_prefix("/set/") {
+            return match Cache::new().set(key, b"set", None).await {
+                Ok(()) => respond(200, &[], b"set\n".to_vec()),
+                Err(err) => respond(500, &[], format!("cache error: {err}\n").into_bytes()),
+            };
+        }
         if let Some(ms) = path.strip_prefix("/sleep/") {
             let Ok(ms) = ms.parse() else {
                 return respond(400, &[], b"not a number of milliseconds\n".to_vec());
             };
             sleep(Duration::from_millis(ms)).await;
             return respond(200, &[], b"slept\n".to_vec());
+        }
+        if let Some(size) = path.strip_prefix("/big/") {
+            let Ok(size) = size.parse() else {
+                return respond(400, &[], b"not a number of bytes\n".to_vec());
+            };
+            return respond(200, &[], vec![b'x'; size]);
+        }
+        if path == "/body" {
+            let (_sent, read) = wit_future::new(|| Ok(()));
+            let (body, trailers) = Request::consume_body(request, read);
+            let length = body.collect().await.len();
+            return match trailers.await {
+                Ok(_) => respond(200, &[], format!("read {length} bytes\n").into_bytes()),
+                Err(code) => respond(500, &[], format!("the body failed: {code:?}\n").into_bytes()),
+            };
         }
         match path.as_str() {
             "/url" => {
@@ -87,6 +117,24 @@ async fn memo(key: &str) -> Result<Response, ErrorCode> {
         }
         Err(err) => respond(500, &[], format!("cache error: {err}\n").into_bytes()),
     }
+}
+
+/// `/detach/KEY/N`: `N` fire-and-forget `set`s of `KEY` (through the raw bindings: the SDK's
+/// `set` awaits its write).
+fn detach(rest: &str) -> Result<Response, ErrorCode> {
+    use wasi_cache_guest::bindings::wasi::keyvalue::{cache, types::OutgoingValue};
+    let Some((key, n)) = rest
+        .rsplit_once('/')
+        .and_then(|(k, n)| Some((k, n.parse().ok()?)))
+    else {
+        return respond(400, &[], b"expected /detach/KEY/N\n".to_vec());
+    };
+    for _ in 0..n {
+        let value = OutgoingValue::new_outgoing_value();
+        let _ = value.outgoing_value_write_body_sync(b"detached");
+        drop(cache::set(key, &value, None));
+    }
+    respond(200, &[], format!("detached {n}\n").into_bytes())
 }
 
 /// Computes until the host stops it.

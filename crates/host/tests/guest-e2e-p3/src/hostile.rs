@@ -125,3 +125,10 @@ pub async fn flood(n: usize) {
         results.len()
     ));
 }
+
+/// Creates `n` `stream<u8>`s and holds both ends of each: WASI 0.3 handles the guest makes
+/// without a host call, which the host's resource cap bounds all the same.
+pub fn hold_streams(n: usize) {
+    let held: Vec<_> = (0..n).map(|_| super::wit_stream::new::<u8>()).collect();
+    say(&format!("held {} streams", held.len()));
+}

@@ -41,6 +41,7 @@ impl exports::wasi::cli::run::Guest for Command {
             "hoard-values" => hostile::hoard_values(num(2), num(3)).await,
             "hoard-vacancies" => hostile::hoard_vacancies(num(2)).await,
             "flood" => hostile::flood(num(2)).await,
+            "hold-streams" => hostile::hold_streams(num(2)),
             other => panic!("unknown scenario {other:?}"),
         }
         say("done");
