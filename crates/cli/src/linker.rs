@@ -9,20 +9,23 @@ use wasmtime::error::Context;
 
 use crate::flavour::Flavour;
 use crate::options::CommonArgs;
+use crate::pooling::Pool;
 use crate::store::InstanceState;
 use crate::{compiled, engine};
 
 /// Reads, checks and compiles the component at `path` (through the compilation cache of
 /// `args`; a `.cwasm` of `wasi-cache compile` is loaded as it is) on an engine set up for the
 /// limits, and links it with WASI (0.2 and 0.3), the cache in the form it imports and, with
-/// `http`, wasi:http (0.2 and 0.3): ready to instantiate once per run or per request.
+/// `http`, wasi:http (0.2 and 0.3): ready to instantiate once per run or per request, on
+/// demand or from `pool`.
 pub fn instantiate_pre(
     args: &CommonArgs,
     path: &Path,
     http: bool,
+    pool: Option<&Pool>,
 ) -> Result<InstancePre<InstanceState>> {
     let cache = compiled::cache(args);
-    let engine = engine::engine(cache.clone())?;
+    let engine = engine::engine(cache.clone(), pool)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let component = compiled::load(&engine, cache.as_ref(), path, &bytes)?;
     let mut linker = Linker::new(&engine);

@@ -22,6 +22,7 @@ mod options;
 mod outbound;
 mod outgoing;
 mod panic;
+mod pooling;
 mod send;
 mod shared;
 mod startup;

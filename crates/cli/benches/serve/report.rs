@@ -89,7 +89,7 @@ pub fn load_table(cases: &[Case], load: &Load, rounds: usize) {
         load.threads, load.connections, load.duration
     );
     let header = format!(
-        "{:<9} {:<38} {:>9} {:>10} {:>8} {:>10} {:>8} {:>10} {:>10} {:>7} {:>7}",
+        "{:<17} {:<38} {:>9} {:>10} {:>8} {:>10} {:>8} {:>10} {:>10} {:>7} {:>7}",
         "case",
         "what",
         "rps best",
@@ -108,7 +108,7 @@ pub fn load_table(cases: &[Case], load: &Load, rounds: usize) {
         let non_2xx: u64 = case.runs.iter().map(|run| run.wrk.non_2xx).sum();
         let socket_errors: u64 = case.runs.iter().map(|run| run.wrk.socket_errors).sum();
         eprintln!(
-            "{:<9} {:<38} {:>9.0} {:>10.0} {:>8} {:>10} {:>8} {:>10} {:>10} {:>7} {:>7}",
+            "{:<17} {:<38} {:>9.0} {:>10.0} {:>8} {:>10} {:>8} {:>10} {:>10} {:>7} {:>7}",
             case.name,
             case.what,
             case.best_rps(),
@@ -128,20 +128,24 @@ pub fn load_table(cases: &[Case], load: &Load, rounds: usize) {
     );
 }
 
-/// Prints the `RATIO` lines of `hit` against each peer to stdout: requests/s as ours/peer,
-/// latencies as peer/ours (above 1, ours is better), all from the best rounds. Returns
-/// `hit_rps` against `goal_peer`.
-pub fn ratios(hit: &Case, peers: &[&Case], goal_peer: &str) -> f64 {
+/// Prints the `RATIO` lines of `ours` against each peer to stdout (`case=NAME_rps`, `_p50`,
+/// `_p99`): requests/s as ours/peer, latencies as peer/ours (above 1, ours is better), all
+/// from the best rounds. Returns the requests/s ratio against `goal_peer`.
+pub fn ratios(ours: &Case, peers: &[&Case], goal_peer: &str) -> f64 {
     let mut goal = f64::NAN;
     for peer in peers {
-        let rps = hit.best_rps() / peer.best_rps();
+        let rps = ours.best_rps() / peer.best_rps();
         if peer.name == goal_peer {
             goal = rps;
         }
-        println!("RATIO case=hit_rps peer={} value={rps:.3}", peer.name);
-        for (case, latency) in [("hit_p50", p50 as fn(&Run) -> Duration), ("hit_p99", p99)] {
-            let value = peer.best(latency).as_secs_f64() / hit.best(latency).as_secs_f64();
-            println!("RATIO case={case} peer={} value={value:.3}", peer.name);
+        let name = ours.name;
+        println!("RATIO case={name}_rps peer={} value={rps:.3}", peer.name);
+        for (case, latency) in [("p50", p50 as fn(&Run) -> Duration), ("p99", p99)] {
+            let value = peer.best(latency).as_secs_f64() / ours.best(latency).as_secs_f64();
+            println!(
+                "RATIO case={name}_{case} peer={} value={value:.3}",
+                peer.name
+            );
         }
     }
     goal

@@ -39,7 +39,7 @@ fn compile(args: &CompileArgs) -> Result<()> {
     let path = &args.component;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     check_header(path, &bytes)?;
-    let engine = engine::engine(None)?;
+    let engine = engine::engine(None, None)?;
     let out = compiled::precompile(&engine, &bytes)
         .with_context(|| format!("{} is not a valid component", path.display()))?;
     let output = args

@@ -241,7 +241,7 @@ enum CommandPre {
 /// options' limits; runs it as the WASI 0.2 or 0.3 command it is.
 fn prepare(args: &RunArgs) -> Result<(Engine, CommandPre)> {
     let path = args.component();
-    let pre = linker::instantiate_pre(&args.common, path, false)?;
+    let pre = linker::instantiate_pre(&args.common, path, false, None)?;
     let engine = pre.engine().clone();
     let not_a_command = |why: String| {
         Error::msg(format!(

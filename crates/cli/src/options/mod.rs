@@ -1,11 +1,13 @@
 //! The options `run` and `serve` share ([`CommonArgs`], flattened into each command's
 //! options) with the checks across them ([`CommonArgs::validate`]), and the parsers of the
 //! values options take: sizes ([`size`]), durations ([`duration`]), counts ([`count`]), the
-//! namespace and environment variables ([`env`]).
+//! namespace and environment variables ([`env`]); `serve`'s pooling-allocator options
+//! ([`pooling`]).
 
 pub mod count;
 pub mod duration;
 pub mod env;
+pub mod pooling;
 pub mod size;
 
 use std::path::PathBuf;
