@@ -147,6 +147,34 @@ async fn the_admin_endpoint_is_refused_unless_listed() {
     .await;
 }
 
+/// A flood of requests whose guests all call a refused address: each is refused (and counted),
+/// nothing reaches the address, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_requests_reaches_nothing() {
+    guarded(proxy_wasm, async {
+        let (up, seen) = upstream().await;
+        let env = format!("UPSTREAM=http://{up}");
+        let server = Server::spawn(
+            proxy_wasm(),
+            &["--env", &env, "--admin-addr", "127.0.0.1:0"],
+        );
+        let requests: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(get(server.addr, "/_test/late-body/healthz")))
+            .collect();
+        for request in requests {
+            let reply = request.await.unwrap();
+            assert!(reply.body.contains("DestinationIpProhibited"), "{reply:?}");
+        }
+        assert_eq!(
+            server.metric("wasi_cache_outbound_denied_total", &[]).await,
+            100.0
+        );
+        assert_eq!(seen.load(Ordering::Acquire), 0);
+        assert_eq!(server.health().await, StatusCode::OK);
+    })
+    .await;
+}
+
 /// A guest that leaves writes running when its instance ends, while Redis is frozen: the pool
 /// of writes in flight fills (counted as orphans), a write beyond it is refused at its call
 /// with an error naming the bound, and everything drains once Redis answers again.
