@@ -1,6 +1,6 @@
 //! Automatic pipelining against a private `redis-server`: each command keeps its own reply and
-//! error inside a shared batch, large commands bypass the queue, and concurrent commands over TLS
-//! reach the server in shared reads.
+//! error inside a shared batch, large commands travel whole in their turn, and concurrent
+//! commands over TLS reach the server in shared reads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +63,7 @@ async fn each_command_keeps_its_own_reply_and_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_commands_bypass_the_queue_and_arrive_whole() {
+async fn large_commands_travel_alone_and_arrive_whole() {
     let server = RedisServer::start();
     let commands = commands(&server.url(), &RedisTls::default());
     let big = vec![7u8; DIRECT_BYTES * 4];

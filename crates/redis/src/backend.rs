@@ -192,6 +192,13 @@ impl RedisBackend {
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
     }
+
+    /// The command queue as it stands: what waits to be sent (on a cluster, what redis-rs
+    /// holds), at most [`QUEUE_COMMANDS`](crate::QUEUE_COMMANDS) commands and
+    /// [`QUEUE_BYTES`](crate::QUEUE_BYTES) bytes, and what was sent, discarded and refused.
+    pub fn command_queue(&self) -> crate::CommandQueueStats {
+        self.inner.commands.queue_stats()
+    }
 }
 
 impl Inner {

@@ -17,12 +17,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisFuture, RedisResult};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use wasi_cache_engine::{Error, Result};
 
-use crate::autopipeline::{self, AutoPipeline, Request};
+use crate::autopipeline::{self, AutoPipeline, CommandQueue};
 use crate::cluster::Topology;
+use crate::command_queue::{Admitted, CommandQueueStats, Gate, Queue, cmd_bytes, pipeline_bytes};
 use crate::counters::Counters;
 use crate::errors::is_connection_error;
 use crate::tls::{RedisTls, build_client};
@@ -121,8 +122,9 @@ fn client_speaking(
 pub(crate) enum Conn {
     /// One server's connection, pipelining concurrent commands.
     Server(AutoPipeline),
-    /// A cluster's connection, routing each command to the node serving its key's slot.
-    Cluster(ClusterConnection),
+    /// A cluster's connection, routing each command to the node serving its key's slot; its
+    /// commands are counted by the gate while redis-rs holds them.
+    Cluster(ClusterConnection, Arc<Gate>),
 }
 
 impl Conn {
@@ -133,7 +135,7 @@ impl Conn {
         load.arg("LOAD").arg(code);
         let _sha: redis::Value = match self {
             Self::Server(conn) => load.query_async(conn).await?,
-            Self::Cluster(conn) => {
+            Self::Cluster(conn, _) => {
                 let route = Route::with_key(key, SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                 conn.route_command(load, routing).await?
@@ -147,16 +149,40 @@ impl Conn {
         let ping = redis::cmd("PING");
         match self {
             Self::Server(conn) => ping.query_async(conn).await,
-            Self::Cluster(conn) => crate::cluster::ping_masters(conn).await,
+            Self::Cluster(conn, _) => crate::cluster::ping_masters(conn).await,
         }
     }
+}
+
+/// Runs `request` (a cluster command holding `admitted`) in a task of its own, so that it stays
+/// counted for as long as redis-rs holds it, even after its caller gave up.
+async fn counted<T: Send + 'static>(
+    admitted: Admitted,
+    request: impl std::future::Future<Output = RedisResult<T>> + Send + 'static,
+) -> RedisResult<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let outcome = request.await;
+        drop(admitted);
+        let _ = reply.send(outcome);
+    });
+    answer.await.map_err(|_| {
+        redis::RedisError::from((redis::ErrorKind::Io, "the Redis Cluster connection stopped"))
+    })?
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
         match self {
             Self::Server(conn) => conn.req_packed_command(cmd),
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn, gate) => {
+                let admitted = gate.admit(cmd_bytes(cmd));
+                let (mut conn, cmd) = (conn.clone(), cmd.clone());
+                Box::pin(async move {
+                    let request = async move { conn.req_packed_command(&cmd).await };
+                    counted(admitted?, request).await
+                })
+            }
         }
     }
 
@@ -168,14 +194,22 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<redis::Value>> {
         match self {
             Self::Server(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn, gate) => {
+                let admitted = gate.admit(pipeline_bytes(pipeline));
+                let (mut conn, pipeline) = (conn.clone(), pipeline.clone());
+                Box::pin(async move {
+                    let request =
+                        async move { conn.req_packed_commands(&pipeline, offset, count).await };
+                    counted(admitted?, request).await
+                })
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Server(conn) => conn.get_db(),
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(conn, _) => conn.get_db(),
         }
     }
 }
@@ -195,7 +229,15 @@ impl Link {
     pub(crate) fn get(&self) -> Conn {
         match self {
             Self::Server(commands) => Conn::Server(commands.get()),
-            Self::Cluster(commands) => Conn::Cluster(commands.conn.clone()),
+            Self::Cluster(commands) => Conn::Cluster(commands.conn.clone(), commands.gate.clone()),
+        }
+    }
+
+    /// The command queue as it stands (on a cluster, the commands redis-rs holds).
+    pub(crate) fn queue_stats(&self) -> CommandQueueStats {
+        match self {
+            Self::Server(commands) => commands.queue.stats(),
+            Self::Cluster(commands) => commands.gate.stats(),
         }
     }
 
@@ -214,6 +256,8 @@ impl Link {
 /// replica.
 pub(crate) struct ClusterCommands {
     conn: ClusterConnection,
+    /// The bound on the commands redis-rs holds for this backend.
+    gate: Arc<Gate>,
     /// Asks the task to look at the cluster's masters now.
     check: Arc<Notify>,
     task: JoinHandle<()>,
@@ -224,7 +268,12 @@ impl ClusterCommands {
     pub(crate) fn start(conn: ClusterConnection, op_timeout: Duration) -> Arc<Self> {
         let check = Arc::new(Notify::new());
         let task = tokio::spawn(follow_failovers(conn.clone(), check.clone(), op_timeout));
-        Arc::new(Self { conn, check, task })
+        Arc::new(Self {
+            conn,
+            gate: Arc::default(),
+            check,
+            task,
+        })
     }
 }
 
@@ -252,9 +301,11 @@ async fn follow_failovers(mut conn: ClusterConnection, check: Arc<Notify>, op_ti
 pub(crate) struct Commands {
     client: redis::Client,
     config: ConnectionManagerConfig,
-    current: Mutex<ConnectionManager>,
-    /// The queue of the automatic pipelining task (see `autopipeline`).
-    queue: mpsc::UnboundedSender<Request>,
+    /// The connection, and how many times it was replaced (the pipelining task sends nothing on
+    /// a new one while batches sent on the old one are under way).
+    current: Mutex<(u64, ConnectionManager)>,
+    /// The bounded queue of the automatic pipelining task (see `autopipeline`).
+    queue: Arc<CommandQueue>,
     pipelining: JoinHandle<()>,
     /// Asks the health task for a check now.
     check: Arc<Notify>,
@@ -276,13 +327,13 @@ impl Commands {
             .set_max_delay(Duration::from_millis(200));
         let manager = new_manager(&client, &config)?;
         let check = Arc::new(Notify::new());
-        let (queue, queued) = mpsc::unbounded_channel();
+        let queue = Queue::new();
         Ok(Arc::new_cyclic(|weak: &Weak<Self>| Self {
             health: tokio::spawn(watch(weak.clone(), check.clone(), op_timeout, counters)),
-            pipelining: tokio::spawn(autopipeline::serve(queued, weak.clone())),
+            pipelining: tokio::spawn(autopipeline::serve(queue.clone(), weak.clone())),
             client,
             config,
-            current: Mutex::new(manager),
+            current: Mutex::new((0, manager)),
             queue,
             check,
         }))
@@ -290,11 +341,17 @@ impl Commands {
 
     /// A handle on the current connection that pipelines concurrent commands.
     pub(crate) fn get(&self) -> AutoPipeline {
-        AutoPipeline::new(self.queue.clone(), self.manager())
+        let db = self.client.get_connection_info().redis_settings().db();
+        AutoPipeline::new(self.queue.clone(), db)
     }
 
     /// The current connection itself.
     pub(crate) fn manager(&self) -> ConnectionManager {
+        self.current.lock().1.clone()
+    }
+
+    /// The current connection and its generation (one more at each replacement).
+    pub(crate) fn current(&self) -> (u64, ConnectionManager) {
         self.current.lock().clone()
     }
 
@@ -306,7 +363,10 @@ impl Commands {
     /// Drops the current connection for a fresh one (which connects on first use).
     fn replace(&self) {
         match new_manager(&self.client, &self.config) {
-            Ok(fresh) => *self.current.lock() = fresh,
+            Ok(fresh) => {
+                let mut current = self.current.lock();
+                *current = (current.0 + 1, fresh);
+            }
             Err(e) => tracing::debug!("cannot replace the Redis connection: {e}"),
         }
     }

@@ -5,10 +5,13 @@ use std::time::Duration;
 use wasi_cache_engine::Error;
 
 /// The engine error for a failed Redis command: `Unavailable` when the server cannot be
-/// reached (a failed TLS handshake says what failed), `Timeout` when it did not answer,
+/// reached (a failed TLS handshake says what failed) or the host's command queue is full,
+/// `Timeout` when it did not answer,
 /// `Backend` for anything the server refused.
 pub(crate) fn map_redis_error(e: &redis::RedisError) -> Error {
-    if let Some(failure) = crate::tls::handshake_failure(e) {
+    if let Some(full) = crate::command_queue::queue_full(e) {
+        Error::Unavailable(full)
+    } else if let Some(failure) = crate::tls::handshake_failure(e) {
         Error::Unavailable(failure)
     } else if e.is_timeout() {
         Error::Unavailable(format!("Redis did not answer in time: {e}"))
@@ -42,8 +45,10 @@ pub(crate) fn cluster_error(e: &redis::RedisError) -> Error {
         ErrorKind::ClusterConnectionNotFound
             | ErrorKind::Server(S::ClusterDown | S::TryAgain | S::MasterDown | S::NoScript)
     );
+    let ours =
+        crate::tls::handshake_failure(e).is_some() || crate::command_queue::queue_full(e).is_some();
     match map_redis_error(e) {
-        Error::Unavailable(_) if crate::tls::handshake_failure(e).is_none() => shard_down_error(e),
+        Error::Unavailable(_) if !ours => shard_down_error(e),
         _ if shard_down => shard_down_error(e),
         other => other,
     }

@@ -77,7 +77,11 @@
 //! pipelined automatically: while two batches await their replies, further commands queue and
 //! leave together as the next batch, in one write (over TLS, one record instead of one per
 //! command, which is what lets redis-server read them together); a lone command leaves at once,
-//! and commands of more than 16 KiB bypass the queue. Both
+//! and commands of more than 16 KiB travel as batches of their own, in their turn. The queue is
+//! bounded ([`QUEUE_COMMANDS`] commands, [`QUEUE_BYTES`] bytes of arguments): a full queue fails
+//! the command at once with `Error::Unavailable`, and a command whose caller is gone (dropped,
+//! timed out) before it left is discarded unsent ([`RedisBackend::command_queue`] counts them).
+//! On a cluster the same bound counts the commands redis-rs holds. Both
 //! use TCP keepalive (idle time and interval of one op timeout, at least 1 s, 2 probes) and a
 //! `TCP_USER_TIMEOUT` of twice the op timeout (at least 1 s), and both are PINGed every op
 //! timeout: a connection whose command or PING gets no answer within the op timeout is replaced,
@@ -160,10 +164,13 @@
 //! Every Redis command is bounded by [`RedisConfig::op_timeout`] (2 s by default); an
 //! unreachable server gives `Error::Unavailable` or `Error::Timeout`, never a hang, and the
 //! backend reconnects by itself. Nothing is reported stored unless Redis confirmed it. The
-//! converse does not hold: a `set` or fill that timed out on the client may still reach Redis
-//! later (it was sent, only its answer is missing) and then overwrite a value stored after it;
-//! the cache is weakly consistent, and a caller that needs a value it just set should read it
-//! back.
+//! converse does not hold: a `set` or fill that timed out on the client may still be applied
+//! (it had been written to the connection, only its answer was missing); one still queued is
+//! discarded. Writes of one host reach Redis in the order they were called, whatever their size,
+//! on one connection; when the connection is replaced (Redis or the path stopped answering for
+//! an op timeout), a write left unanswered on the old one may still be applied when the server
+//! resumes, after writes sent on the new one. So the cache is weakly consistent, and a caller
+//! that needs a value it just set should read it back.
 
 #![warn(missing_docs)]
 
@@ -171,6 +178,7 @@ mod acl;
 mod autopipeline;
 mod backend;
 mod cluster;
+mod command_queue;
 mod config;
 mod connection;
 mod counters;
@@ -185,5 +193,6 @@ mod tls;
 
 pub use acl::{ACL_RULES, CLUSTER_ACL_RULES};
 pub use backend::RedisBackend;
+pub use command_queue::{CommandQueueStats, QUEUE_BYTES, QUEUE_COMMANDS};
 pub use config::{RedisConfig, RedisTarget};
 pub use tls::{ClientIdentity, RedisTls};

@@ -88,7 +88,7 @@ pub(crate) struct Channel {
     /// Local subscriptions alive.
     pub(crate) refs: usize,
     pub(crate) status: Status,
-    /// Whether it is in [`Table::pending`].
+    /// Whether it is in [`Table::pending`] or [`Table::sorted`].
     queued: bool,
     /// Where the dispatcher posts the channel's events.
     pub(crate) events: watch::Sender<Event>,
@@ -98,8 +98,12 @@ pub(crate) struct Channel {
 #[derive(Default)]
 pub(crate) struct Table {
     pub(crate) channels: HashMap<Vec<u8>, Channel>,
-    /// Channels whose subscription may need a command (checked when taken).
+    /// Channels whose subscription may need a command, as they came (sorted when taken).
     pending: VecDeque<Vec<u8>>,
+    /// Channels that needed a SUBSCRIBE, and an UNSUBSCRIBE, when last looked at (checked
+    /// again when taken): taking one kind never walks past the other's, so draining N channels
+    /// takes linear work under the lock.
+    sorted: [VecDeque<Vec<u8>>; 2],
     /// Whether a pub/sub connection is up.
     pub(crate) connected: bool,
 }
@@ -111,6 +115,16 @@ pub(crate) enum Kind {
     Subscribe,
     /// UNSUBSCRIBE.
     Unsubscribe,
+}
+
+impl Kind {
+    /// Its place in [`Table::sorted`].
+    fn index(self) -> usize {
+        match self {
+            Self::Subscribe => 0,
+            Self::Unsubscribe => 1,
+        }
+    }
 }
 
 impl Table {
@@ -136,6 +150,7 @@ impl Table {
     pub(crate) fn disconnected(&mut self) {
         self.connected = false;
         self.pending.clear();
+        self.sorted.iter_mut().for_each(VecDeque::clear);
         self.channels.retain(|_, c| c.refs > 0);
         for c in self.channels.values_mut() {
             c.status = Status::Idle;
@@ -145,28 +160,24 @@ impl Table {
     }
 
     /// Takes up to [`BATCH`] channels that need `kind`, marking them in flight; drops channels
-    /// nobody wants any more.
+    /// nobody wants any more. Each channel queued since the last call is looked at once to sort
+    /// it by kind, and each taken one once more (it may have changed since).
     pub(crate) fn take(&mut self, kind: Kind) -> Vec<Vec<u8>> {
+        while let Some(name) = self.pending.pop_front() {
+            if let Some(needs) = self.needs(&name) {
+                self.sorted[needs.index()].push_back(name);
+            }
+        }
         let mut batch = Vec::new();
-        let mut other = VecDeque::new();
         while batch.len() < BATCH
-            && let Some(name) = self.pending.pop_front()
+            && let Some(name) = self.sorted[kind.index()].pop_front()
         {
-            let Some(c) = self.channels.get_mut(&name) else {
-                continue;
-            };
-            let wanted = c.refs > 0;
-            let needs = match (&c.status, wanted) {
-                (Status::Idle | Status::Retrying(_), true) => Some(Kind::Subscribe),
-                (Status::Subscribed, false) => Some(Kind::Unsubscribe),
-                (Status::Idle | Status::Refused(_) | Status::Retrying(_), false) => {
-                    self.channels.remove(&name);
-                    continue;
-                }
-                _ => None,
-            };
-            match needs {
+            match self.needs(&name) {
                 Some(k) if k == kind => {
+                    let c = self
+                        .channels
+                        .get_mut(&name)
+                        .expect("a channel that needs a command");
                     c.queued = false;
                     c.status = match kind {
                         Kind::Subscribe => Status::Subscribing,
@@ -174,15 +185,31 @@ impl Table {
                     };
                     batch.push(name);
                 }
-                Some(_) => other.push_back(name),
-                None => c.queued = false,
+                Some(other) => self.sorted[other.index()].push_back(name),
+                None => {}
             }
         }
-        // The other kind's channels keep their place for the next batch.
-        while let Some(name) = other.pop_back() {
-            self.pending.push_front(name);
-        }
         batch
+    }
+
+    /// The command the queued channel `name` needs now; with none, it leaves the queue (and
+    /// the table, when nobody wants it and nothing is in flight for it).
+    fn needs(&mut self, name: &[u8]) -> Option<Kind> {
+        let c = self.channels.get_mut(name)?;
+        let wanted = c.refs > 0;
+        let needs = match (&c.status, wanted) {
+            (Status::Idle | Status::Retrying(_), true) => Some(Kind::Subscribe),
+            (Status::Subscribed, false) => Some(Kind::Unsubscribe),
+            (Status::Idle | Status::Refused(_) | Status::Retrying(_), false) => {
+                self.channels.remove(name);
+                return None;
+            }
+            _ => None,
+        };
+        if needs.is_none() {
+            c.queued = false;
+        }
+        needs
     }
 
     /// The server answered a batch. A retry is not queued: [`Table::retry`] does, later.
@@ -441,3 +468,7 @@ impl Drop for Subscription {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pubsub_tests.rs"]
+mod tests;

@@ -288,10 +288,15 @@ pub async fn cached(
 pub struct Admin(redis::aio::MultiplexedConnection);
 
 impl Admin {
-    /// Connects to `url`.
+    /// Connects to `url`. Its answers may take long on a loaded machine (redis-rs's default
+    /// half-second response timeout failed `PUBSUB CHANNELS` of thousands of channels there).
     pub async fn connect(url: &str) -> Self {
         let client = redis::Client::open(url).unwrap();
-        Self(client.get_multiplexed_async_connection().await.unwrap())
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(30)))
+            .set_connection_timeout(Some(Duration::from_secs(30)));
+        let conn = client.get_multiplexed_async_connection_with_config(&config);
+        Self(conn.await.unwrap())
     }
 
     /// Runs `args` (one command) and returns its reply.
