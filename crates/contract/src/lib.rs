@@ -40,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
-use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace, Result, Vacancy};
+use wasi_cache_engine::{Backend, Error, GetOrSet, Namespace, Result, Vacancy, Within};
 
 #[doc(hidden)]
 pub mod __private {
@@ -110,6 +110,7 @@ macro_rules! contract_tests {
             oversized_key_is_refused,
             oversized_value_is_refused,
             get_or_set_on_present_key_is_occupied,
+            bounded_reads_answer_the_length_of_longer_values,
             get_or_set_on_missing_key_has_one_filler,
             stampede_has_exactly_one_filler,
             dropped_vacancy_hands_off_to_one_waiter,
@@ -699,6 +700,82 @@ pub async fn oversized_value_is_refused<H: Harness>(h: &H) {
         .unwrap()
         .expect("a value at the limit must be stored");
     assert!(got == at_max, "the value at the limit came back changed");
+}
+
+/// `get_within` and `get_or_set_within` return a value that fits the limit, or the length of one
+/// that does not (a backend may also return a value it holds in memory already, whole), and
+/// tell an empty value from an absent one, for short and long limits alike.
+pub async fn bounded_reads_answer_the_length_of_longer_values<H: Harness>(h: &H) {
+    let c = h.backend(HarnessConfig::default()).await;
+    let ns = fresh_ns("bounded");
+    let long = Bytes::from(vec![5u8; 100 << 10]);
+    within("set long", c.set(&ns, b"long", long.clone(), None))
+        .await
+        .unwrap();
+    within("set empty", c.set(&ns, b"empty", Bytes::new(), None))
+        .await
+        .unwrap();
+    within("set short", c.set(&ns, b"short", b("v"), None))
+        .await
+        .unwrap();
+    let whole_or_length = |read: Within<Option<Bytes>>, want: &Bytes, what: &str| match read {
+        Within::Fits(Some(got)) => assert!(got == *want, "{what}: a different value"),
+        Within::Fits(None) => panic!("{what}: absent"),
+        Within::TooLarge(len) => assert_eq!(len, want.len(), "{what}: the value's length"),
+    };
+    for limit in [0, 10, 70 << 10] {
+        let read = within("get_within long", c.get_within(&ns, b"long", limit)).await;
+        whole_or_length(read.unwrap(), &long, &format!("long within {limit}"));
+    }
+    let read = within("get_within short", c.get_within(&ns, b"short", 0)).await;
+    whole_or_length(read.unwrap(), &b("v"), "short within 0");
+    for limit in [1, 64 << 10, 100 << 10, 1 << 20] {
+        let read = within("get_within long", c.get_within(&ns, b"long", limit)).await;
+        if limit >= long.len() {
+            assert!(
+                matches!(read, Ok(Within::Fits(Some(ref got))) if *got == long),
+                "long within {limit}: {:?}",
+                read.map(|r| matches!(r, Within::TooLarge(_)))
+            );
+        }
+        for (key, want) in [(&b"empty"[..], Some(Bytes::new())), (b"absent", None)] {
+            let read = within("get_within", c.get_within(&ns, key, limit)).await;
+            match read.unwrap() {
+                Within::Fits(got) => assert_eq!(got, want, "{key:?} within {limit}"),
+                Within::TooLarge(len) => panic!("{key:?} within {limit}: too large, {len}"),
+            }
+        }
+    }
+    match within("get_or_set_within", c.get_or_set_within(&ns, b"long", 10)).await {
+        Ok(Within::Fits(GetOrSet::Occupied(got))) => assert!(got == long, "a different value"),
+        Ok(Within::TooLarge(len)) => assert_eq!(len, long.len()),
+        other => panic!("get_or_set_within a long value: {:?}", other.map(|_| ())),
+    }
+    for limit in [long.len(), 1 << 20] {
+        let got = within(
+            "get_or_set_within",
+            c.get_or_set_within(&ns, b"long", limit),
+        )
+        .await;
+        match got {
+            Ok(Within::Fits(GetOrSet::Occupied(got))) => assert!(got == long, "a different value"),
+            other => panic!("get_or_set_within {limit}: {:?}", other.map(|_| ())),
+        }
+    }
+    let got = within("get_or_set_within", c.get_or_set_within(&ns, b"absent", 0)).await;
+    let Ok(Within::Fits(got)) = got else {
+        panic!("get_or_set_within an absent key: {:?}", got.map(|_| ()))
+    };
+    let vacancy = vacant(Ok(got), "get_or_set_within an absent key");
+    within("fill", vacancy.fill(b("filled"), None))
+        .await
+        .unwrap();
+    let got = within("get_or_set_within", c.get_or_set_within(&ns, b"absent", 1)).await;
+    match got {
+        Ok(Within::Fits(GetOrSet::Occupied(got))) => assert_eq!(got, b("filled")),
+        Ok(Within::TooLarge(len)) => assert_eq!(len, 6),
+        other => panic!("get_or_set_within a filled key: {:?}", other.map(|_| ())),
+    }
 }
 
 /// `get_or_set` on a present key resolves `Occupied` with the value, and never blocks.

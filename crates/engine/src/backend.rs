@@ -26,6 +26,22 @@ pub trait Backend: Send + Sync + 'static {
     /// The value stored for `key`, if present and not expired.
     async fn get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>>;
 
+    /// [`get`](Backend::get), without making this process or a server materialise more than
+    /// `limit` bytes of value for it: a larger value is answered [`Within::TooLarge`] with its
+    /// length, so that the caller can reserve that much and ask again.
+    ///
+    /// A backend may still return a value over `limit` that it already holds in memory (shared,
+    /// not copied), as the default does: it materialises nothing new.
+    async fn get_within(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Within<Option<Bytes>>> {
+        let _ = limit;
+        Ok(Within::Fits(self.get(ns, key).await?))
+    }
+
     /// Whether a value is stored for `key` and not expired.
     async fn exists(&self, ns: &Namespace, key: &[u8]) -> Result<bool>;
 
@@ -43,6 +59,26 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The value for `key`, or the one [`Vacancy`] concurrent callers rendezvous on.
     async fn get_or_set(&self, ns: &Namespace, key: &[u8]) -> Result<GetOrSet>;
+
+    /// [`get_or_set`](Backend::get_or_set), bounded as [`get_within`](Backend::get_within): a
+    /// present value over `limit` that the backend would have to materialise is answered
+    /// [`Within::TooLarge`] (and this caller leaves the rendezvous).
+    async fn get_or_set_within(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Within<GetOrSet>> {
+        let _ = limit;
+        Ok(Within::Fits(self.get_or_set(ns, key).await?))
+    }
+
+    /// How many copies of a call's key and value the backend (and its server) may hold at once
+    /// while the call is in flight, besides the caller's own: embedders charge a caller for
+    /// them. See [`Copies`].
+    fn copies(&self) -> Copies {
+        Copies::default()
+    }
 
     /// Waits, at most `limit`, until work the backend still does for callers that no longer wait
     /// on it is done: writes whose futures were dropped, releases of abandoned vacancies. Call
@@ -63,6 +99,34 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The key and value size limits this backend enforces.
     fn limits(&self) -> Limits;
+}
+
+/// The outcome of a size-bounded read ([`Backend::get_within`], [`Backend::get_or_set_within`]).
+#[derive(Debug)]
+pub enum Within<T> {
+    /// The outcome, its value (if any) within the limit or already in memory.
+    Fits(T),
+    /// The key holds a value of this many bytes, more than the limit: nothing of it was read.
+    TooLarge(usize),
+}
+
+/// What a backend holds of one call in flight, in copies of its key and of its value (whole,
+/// or as part of a longer name or command), at most, besides the caller's own: embedders
+/// charge a key `key` times and a value being written `value` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    /// Copies of the key (map entries, names derived from it, commands and their buffers).
+    pub key: usize,
+    /// Copies of a value being written (commands and their buffers, a server's input buffer).
+    pub value: usize,
+}
+
+impl Default for Copies {
+    /// One of each: the embedded engine's rendezvous keeps the key once, and a write is charged
+    /// its value once more while under way (the guest may drop its own meanwhile).
+    fn default() -> Self {
+        Self { key: 1, value: 1 }
+    }
 }
 
 /// The outcome of [`Backend::get_or_set`].

@@ -56,7 +56,7 @@ mod memory;
 mod namespace;
 mod stats;
 
-pub use backend::{Backend, BoxFuture, GetOrSet, Limits, Vacancy, VacancySlot};
+pub use backend::{Backend, BoxFuture, Copies, GetOrSet, Limits, Vacancy, VacancySlot, Within};
 pub use clock::Clock;
 pub use config::Config;
 pub use error::{Error, Result};

@@ -81,6 +81,28 @@ impl MemoryBudget {
         Ok(held)
     }
 
+    /// A charge of at most `n` bytes: as many as the budget has room for now (maybe none).
+    pub(crate) fn reserve_up_to(self: &Arc<Self>, n: usize) -> Held {
+        let mut used = self.used.load(Ordering::Acquire);
+        let take = loop {
+            let take = n.min(self.limit.saturating_sub(used));
+            match self.used.compare_exchange_weak(
+                used,
+                used + take,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break take,
+                Err(seen) => used = seen,
+            }
+        };
+        self.peak.fetch_max(used + take, Ordering::AcqRel);
+        Held {
+            budget: Arc::clone(self),
+            bytes: AtomicUsize::new(take),
+        }
+    }
+
     /// The charge of one resource of this crate whose payload is `payload` bytes.
     pub(crate) fn charge_resource(
         self: &Arc<Self>,
@@ -136,9 +158,20 @@ impl Held {
     }
 
     /// Bytes held now.
-    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Holds exactly `n` bytes: grows (or fails, for operation `op`, when the budget has no
+    /// room) or gives back the difference.
+    pub(crate) fn resize_to(&self, op: &str, n: usize) -> Result<(), CacheError> {
+        let bytes = self.bytes();
+        if n > bytes {
+            self.grow(op, n - bytes)
+        } else {
+            self.shrink_to(n);
+            Ok(())
+        }
     }
 
     /// Gives back what is held beyond `n` bytes.
@@ -204,6 +237,22 @@ mod tests {
         drop(b);
         assert_eq!(budget.used(), 0);
         assert_eq!(budget.limit(), 100);
+    }
+
+    #[test]
+    fn reservations_take_what_is_free() {
+        let budget = MemoryBudget::new(100);
+        let a = budget.reserve_up_to(60);
+        let b = budget.reserve_up_to(60);
+        let c = budget.reserve_up_to(60);
+        assert_eq!((a.bytes(), b.bytes(), c.bytes()), (60, 40, 0));
+        assert!(c.resize_to("get", 1).is_err(), "the budget is full");
+        b.resize_to("get", 10).unwrap();
+        c.resize_to("get", 30).unwrap();
+        assert_eq!((budget.used(), c.bytes()), (100, 30));
+        drop((a, b, c));
+        assert_eq!(budget.used(), 0);
+        assert_eq!(MemoryMeter(budget).peak(), 100);
     }
 
     #[test]

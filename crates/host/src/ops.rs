@@ -2,14 +2,21 @@
 //! starting backend calls under the key limit, the live-future cap and the memory budget, and
 //! turning results into resources. Each flavour's host functions only adapt these to its
 //! signatures (a `…-get` that polls in 0.2, an `async get` in 0.3).
+//!
+//! A read never makes the backend (or its server) materialise a value the instance has not
+//! reserved room for: a `get` reserves bytes from the budget first ([`first_read`]), the backend
+//! refuses a longer value with its length, and the `get` then reserves that length (or fails
+//! as over budget) and reads again. The reservation becomes the value's charge.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasi_cache_engine::GetOrSet;
+use wasi_cache_engine::{Error as EngineError, GetOrSet, Within};
 use wasmtime::Result;
 use wasmtime::component::Resource;
 
+use crate::budget::{Held, MemoryBudget};
 use crate::ctx::WasiCacheCtxView;
 use crate::error::CacheError;
 use crate::future::{
@@ -31,6 +38,66 @@ pub(crate) enum EntryResource {
 
 fn ttl(ms: Option<u32>) -> Option<Duration> {
     ms.map(|ms| Duration::from_millis(u64::from(ms)))
+}
+
+/// Reads of one `get` at most: the value may grow between the read that reports its length and
+/// the one that fetches it, but not forever.
+const READ_ATTEMPTS: usize = 3;
+
+/// The least a first read reserves (when the budget has room): most values fit in one read.
+const FIRST_READ_MIN: usize = 1 << 10;
+
+/// The most a first read reserves: larger values take a second read, at their length.
+const FIRST_READ_MAX: usize = 64 << 10;
+
+/// Bytes a read reserves before its first round trip: a share of the budget small enough that
+/// the live-future cap's worth of reads reserve at most half of it (so concurrent small reads
+/// do not starve each other), within [`FIRST_READ_MIN`] and [`FIRST_READ_MAX`].
+pub(crate) fn first_read(budget: usize, max_live_futures: usize) -> usize {
+    (budget / max_live_futures.max(1) / 2).clamp(FIRST_READ_MIN, FIRST_READ_MAX)
+}
+
+/// Reads with `read(limit)`, whose backend refuses a value over `limit` with its length: first
+/// within what `budget` can reserve up to `first`, then within the refused value's length,
+/// reserved (an over-budget error when it cannot be, as for a guest holding too much). Returns
+/// the outcome with its reservation, which the caller turns into the value's charge.
+async fn read_within<T, F, Fut>(
+    op: &'static str,
+    budget: &Arc<MemoryBudget>,
+    first: usize,
+    max_value: usize,
+    mut read: F,
+) -> Result<(T, Held), CacheError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = wasi_cache_engine::Result<Within<T>>>,
+{
+    let held = budget.reserve_up_to(first);
+    for _ in 0..READ_ATTEMPTS {
+        match read(held.bytes())
+            .await
+            .map_err(|e| CacheError::op(op, e))?
+        {
+            Within::Fits(outcome) => return Ok((outcome, held)),
+            Within::TooLarge(len) if len > max_value => {
+                // Stored by another client past this host's value limit: not read at all.
+                return Err(CacheError::op(
+                    op,
+                    EngineError::ValueTooLarge {
+                        len,
+                        max: max_value,
+                    },
+                ));
+            }
+            Within::TooLarge(len) => held.resize_to(op, len.max(held.bytes() + 1))?,
+        }
+    }
+    Err(CacheError::op(
+        op,
+        format!(
+            "the value grew past the bytes reserved for it {READ_ATTEMPTS} times while it was read; retry"
+        ),
+    ))
 }
 
 impl WasiCacheCtxView<'_> {
@@ -66,12 +133,22 @@ impl WasiCacheCtxView<'_> {
             .limits
             .check_key(key.as_bytes())
             .map_err(|err| CacheError::op(op, err))
-            .and_then(|()| self.ctx.acquire(op, key.len()));
+            .and_then(|()| self.ctx.acquire(op, self.key_bytes(key.len())));
         let future = match token {
             Ok(token) => HostFuture::spawn(op, token, abort_on_drop, call(key)),
             Err(err) => HostFuture::resolved(op, Err(err)),
         };
         Ok(self.table.push(future)?)
+    }
+
+    /// What a call's `len`-byte key is charged: the guest's copy and the backend's.
+    fn key_bytes(&self, len: usize) -> usize {
+        len.saturating_mul(self.ctx.backend.copies().key.saturating_add(1))
+    }
+
+    /// Bytes a read reserves before its first round trip, see [`first_read`].
+    fn first_read(&self) -> usize {
+        first_read(self.ctx.budget.limit(), self.ctx.max_live_futures)
     }
 
     /// Deletes a resource the guest dropped (an unfilled vacancy or fill value is abandoned
@@ -133,11 +210,13 @@ impl WasiCacheCtxView<'_> {
     pub(crate) fn get(&mut self, k: String) -> Result<Resource<FutureGetResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         let budget = self.ctx.budget.clone();
-        self.start("get", k, true, |k| async move {
-            match backend.get(&ns, k.as_bytes()).await {
-                Ok(Some(body)) => IncomingValue::new("get", body, &budget).map(Some),
-                Ok(None) => Ok(None),
-                Err(err) => Err(CacheError::op("get", err)),
+        let (first, max) = (self.first_read(), self.ctx.limits.max_value_size);
+        self.start("get", k, true, move |k| async move {
+            let (backend, ns, key) = (&backend, &ns, k.as_bytes());
+            let read = move |limit| backend.get_within(ns, key, limit);
+            match read_within("get", &budget, first, max, read).await? {
+                (Some(body), held) => IncomingValue::reserved("get", body, held).map(Some),
+                (None, _) => Ok(None),
             }
         })
     }
@@ -160,7 +239,7 @@ impl WasiCacheCtxView<'_> {
         v: &Resource<OutgoingValue>,
         ttl_ms: Option<u32>,
     ) -> Result<Resource<FutureResult>> {
-        let source = match self.table.get(v)?.source() {
+        let (source, guest_copy) = match self.table.get(v)?.source() {
             Ok(source) => source,
             Err(err) => return Ok(self.table.push(FutureResult::resolved("set", Err(err)))?),
         };
@@ -172,12 +251,15 @@ impl WasiCacheCtxView<'_> {
         };
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         let budget = self.ctx.budget.clone();
+        let copies = backend.copies().value;
         // Writes are not cancelled when the guest drops the future: fire-and-forget works.
         self.start("set", k, false, |k| async move {
             let value = source.resolve().await?;
-            // The value is charged while the write is under way: a backend may copy it (Redis
-            // does), and the guest may drop its outgoing-value meanwhile.
-            let _in_flight = budget.charge("set", value.len())?;
+            // The value is charged while the write is under way: the guest's copy (kept by the
+            // write, even once the guest dropped its outgoing-value) and every copy the backend
+            // may make (Redis does, see `Backend::copies`).
+            let _guest_copy = guest_copy;
+            let _in_flight = budget.charge("set", value.len().saturating_mul(copies))?;
             slot.grow("set", value.len())?;
             backend
                 .set(&ns, k.as_bytes(), value, ttl(ttl_ms))
@@ -190,17 +272,22 @@ impl WasiCacheCtxView<'_> {
     pub(crate) fn get_or_set(&mut self, k: String) -> Result<Resource<FutureGetOrSetResult>> {
         let (backend, ns) = (self.ctx.backend.clone(), self.ctx.namespace.clone());
         let budget = self.ctx.budget.clone();
+        let (first, max) = (self.first_read(), self.ctx.limits.max_value_size);
+        let key_bytes = self.key_bytes(k.len());
+        let copies = self.ctx.backend.copies().value;
         // Dropping the future drops the backend call: the caller leaves the rendezvous.
-        self.start("get-or-set", k, true, |k| async move {
-            match backend.get_or_set(&ns, k.as_bytes()).await {
-                Ok(GetOrSet::Occupied(body)) => {
-                    IncomingValue::new("get-or-set", body, &budget).map(Entry::Occupied)
+        self.start("get-or-set", k, true, move |k| async move {
+            const OP: &str = "get-or-set";
+            let (backend, ns, key) = (&backend, &ns, k.as_bytes());
+            let read = move |limit| backend.get_or_set_within(ns, key, limit);
+            match read_within(OP, &budget, first, max, read).await? {
+                (GetOrSet::Occupied(body), held) => {
+                    IncomingValue::reserved(OP, body, held).map(Entry::Occupied)
                 }
                 // Without room for it, the vacancy is abandoned here: a waiter takes it.
-                Ok(GetOrSet::Vacant(vacancy)) => {
-                    PendingVacancy::new(vacancy, k.len(), &budget).map(Entry::Vacant)
+                (GetOrSet::Vacant(vacancy), held) => {
+                    PendingVacancy::reserved(vacancy, key_bytes, copies, held).map(Entry::Vacant)
                 }
-                Err(err) => Err(CacheError::op("get-or-set", err)),
             }
         })
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use wasi_cache_engine::{Error as EngineError, Limits, Vacancy};
 
-use crate::budget::{Held, MemoryBudget};
+use crate::budget::{Held, MemoryBudget, RESOURCE_OVERHEAD};
 use crate::error::CacheError;
 
 /// A `bucket` handle from `open-bucket`; the cache interface itself does not use it.
@@ -44,13 +44,11 @@ pub struct IncomingValue {
 }
 
 impl IncomingValue {
-    /// Wraps a value read from the backend for operation `op`, charged to `budget`.
-    pub(crate) fn new(
-        op: &str,
-        body: Bytes,
-        budget: &Arc<MemoryBudget>,
-    ) -> Result<Self, CacheError> {
-        let held = budget.charge_resource(op, body.len())?;
+    /// Wraps a value read from the backend for operation `op` into `held`, the bytes reserved
+    /// for the read, which become its charge (grown when the backend returned a value it held
+    /// already, larger than the reservation: failing when the budget has no room for it).
+    pub(crate) fn reserved(op: &str, body: Bytes, held: Held) -> Result<Self, CacheError> {
+        held.resize_to(op, body.len().saturating_add(RESOURCE_OVERHEAD))?;
         Ok(Self {
             body,
             held: Arc::new(held),
@@ -110,20 +108,25 @@ pub enum Entry {
 #[derive(Debug)]
 pub struct PendingVacancy {
     vacancy: Option<(Vacancy, Held)>,
+    /// Copies of the value the backend makes while it writes the fill, see `Backend::copies`.
+    value_copies: usize,
 }
 
 impl PendingVacancy {
-    /// Wraps a backend vacancy of a `key_len`-byte key for the guest, charged to `budget`; when
-    /// the budget has no room the vacancy is abandoned (handed to a waiter) and the guest gets
-    /// the error.
-    pub(crate) fn new(
+    /// Wraps a backend vacancy for the guest, charged `key_bytes` (its key, times the copies the
+    /// backend keeps) out of `held`, the bytes reserved for the `get-or-set`; when the budget has
+    /// no room the vacancy is abandoned (handed to a waiter) and the guest gets the error.
+    /// Its fill is charged `value_copies` times the value while the backend writes it.
+    pub(crate) fn reserved(
         vacancy: Vacancy,
-        key_len: usize,
-        budget: &Arc<MemoryBudget>,
+        key_bytes: usize,
+        value_copies: usize,
+        held: Held,
     ) -> Result<Self, CacheError> {
-        let held = budget.charge_resource("get-or-set", key_len)?;
+        held.resize_to("get-or-set", key_bytes.saturating_add(RESOURCE_OVERHEAD))?;
         Ok(Self {
             vacancy: Some((vacancy, held)),
+            value_copies,
         })
     }
 
@@ -133,7 +136,8 @@ impl PendingVacancy {
             Some((vacancy, held)) => OutgoingValue::filling(Fill {
                 vacancy,
                 ttl,
-                _held: held,
+                value_copies: self.value_copies,
+                held,
             }),
             None => OutgoingValue::refused(CacheError::new(
                 "vacancy-fill: this vacancy was already given its outgoing-value; call vacancy-fill once",
@@ -147,13 +151,19 @@ impl PendingVacancy {
 pub(crate) struct Fill {
     vacancy: Vacancy,
     ttl: Option<Duration>,
-    /// The vacancy's charge, carried over from the [`PendingVacancy`].
-    _held: Held,
+    /// Copies of the value the backend makes while it writes it.
+    value_copies: usize,
+    /// The vacancy's charge, carried over from the [`PendingVacancy`]; it grows by the copies
+    /// of the value while the fill is under way.
+    held: Held,
 }
 
 impl Fill {
-    /// Stores `value` and resolves the waiters of the rendezvous.
+    /// Stores `value` and resolves the waiters of the rendezvous; without room in the budget
+    /// for the backend's copies of the value, the vacancy is abandoned (handed to a waiter).
     pub(crate) async fn commit(self, value: Bytes) -> Result<(), CacheError> {
+        let copies = value.len().saturating_mul(self.value_copies);
+        self.held.grow("vacancy-fill", copies)?;
         self.vacancy
             .fill(value, self.ttl)
             .await
@@ -324,8 +334,14 @@ impl OutgoingValue {
         })
     }
 
-    /// The body for a `set`, or an error when none was written.
-    pub(crate) fn source(&self) -> Result<BodySource, CacheError> {
+    /// The body for a `set`, with the charge of the guest's copy of it (which the `set` keeps,
+    /// so that the copy stays charged while the write holds it, even once the guest dropped the
+    /// value), or an error when none was written.
+    pub(crate) fn source(&self) -> Result<(BodySource, Option<Arc<Held>>), CacheError> {
+        Ok((self.body_source()?, self.held.clone()))
+    }
+
+    fn body_source(&self) -> Result<BodySource, CacheError> {
         if let Some(err) = &self.refused {
             return Err(err.clone());
         }
@@ -458,7 +474,7 @@ mod tests {
         futures::executor::block_on(body.close().unwrap());
         assert!(body.close().is_none(), "a body closes once");
         assert_eq!(budget.used(), 150_000);
-        let BodySource::Stream(rx) = value.source().unwrap() else {
+        let (BodySource::Stream(rx), _) = value.source().unwrap() else {
             panic!("a stream body")
         };
         let resolved = futures::executor::block_on(BodySource::Stream(rx).resolve()).unwrap();
@@ -484,7 +500,7 @@ mod tests {
         assert!(!body.is_open());
         assert_eq!(budget.used(), 0);
         futures::executor::block_on(body.close().unwrap());
-        let source = value.source().unwrap();
+        let (source, _) = value.source().unwrap();
         let failed = futures::executor::block_on(source.resolve()).unwrap_err();
         assert_eq!(failed, err);
     }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::runtime::Handle;
 use wasi_cache_engine::{
-    Backend, BoxFuture, Error, GetOrSet, Limits, Namespace, Result, Stats, VacancySlot,
+    Backend, BoxFuture, Copies, Error, GetOrSet, Limits, Namespace, Result, Stats, VacancySlot,
+    Within,
 };
 
 use crate::cluster::{cluster_client, lazy_connection, seed_handshake_failure};
@@ -29,6 +30,11 @@ use crate::scripts::Scripts;
 /// Values up to this size are published inline to waiters; larger ones are announced only, and
 /// waiters read them back (a TTL-0 fill is always published inline: it is never stored).
 const INLINE_PUBLISH_MAX: usize = 256 << 10;
+
+/// Longest value a script reads (a read or a claim): a Lua script copies what it reads into
+/// Lua's memory, garbage until Lua's collector runs, so longer values are read by
+/// [`Inner::read_range`] instead, which makes the server copy nothing but the reply.
+pub(crate) const SCRIPT_READ_MAX: usize = 64 << 10;
 
 /// The longest expiry the backend asks Redis for, in ms (about 139 years): Redis refuses an
 /// expiry whose deadline overflows its clock, so longer TTLs and vacancy timeouts are clamped.
@@ -87,6 +93,59 @@ pub(crate) enum Claim {
     Claimed,
     /// Another caller holds the lock for this much longer.
     Locked(Duration),
+    /// The key has a value of this many bytes, more than the caller's limit: not read.
+    TooLarge(usize),
+}
+
+/// What one backend call may hold of its key at once, in copies of it besides the caller's:
+/// a `get-or-set` waiter's names (value, lock and channel, and the vacancy it may build on each
+/// claim: 6), its flight's map entry and membership (2), the claim's command, its queued copy
+/// and the batch it is packed into (3 × 2 names), the channel's subscription (the pub/sub
+/// table's entry, its pending queue, the subscription handle and the SUBSCRIBE command: 4), and
+/// on the server the command's input buffer (2 names), the lock key and the channel's entries
+/// (3). Counted as 24: every other call holds fewer.
+const KEY_COPIES: usize = 24;
+
+/// What a `set` or fill holds of its value at once in this process besides the caller's own:
+/// the script call's command and the write it is packed into (2). A value small enough to be
+/// batched (at most 16 KiB) has one more, its queued copy, bounded by the queue. On the server,
+/// the input buffer and the script's argument (and, for a value published inline, the
+/// announcement) are as many again, for as long as the write is in flight: what one instance's
+/// writes make the server hold is bounded by the budget too, as they are charged three times.
+const VALUE_COPIES: usize = 2;
+
+/// The outcome of a read without a limit (`usize::MAX`: no value is refused).
+fn unbounded<T>(read: Within<T>) -> Result<T> {
+    match read {
+        Within::Fits(outcome) => Ok(outcome),
+        Within::TooLarge(len) => Err(Error::Backend(format!(
+            "Redis refused a {len}-byte value as over an unlimited read"
+        ))),
+    }
+}
+
+/// The parsed reply of the [`READ`](crate::scripts) script.
+fn read_reply(reply: redis::Value) -> Result<Within<Option<(Bytes, i64)>>> {
+    use redis::Value as V;
+    let unexpected = |other: &dyn std::fmt::Debug| {
+        Error::Backend(format!("unexpected read script reply {other:?}"))
+    };
+    let V::Array(items) = reply else {
+        return Err(unexpected(&reply));
+    };
+    let mut items = items.into_iter();
+    match (items.next(), items.next(), items.next()) {
+        (Some(V::Int(0)), None, None) => Ok(Within::Fits(None)),
+        (Some(V::Int(1)), Some(V::BulkString(value)), pttl) => {
+            let pttl = match pttl {
+                Some(V::Int(pttl)) => pttl,
+                _ => -1,
+            };
+            Ok(Within::Fits(Some((Bytes::from(value), pttl))))
+        }
+        (Some(V::Int(2)), Some(V::Int(len)), None) => Ok(Within::TooLarge(len.max(0) as usize)),
+        other => Err(unexpected(&other)),
+    }
 }
 
 impl RedisBackend {
@@ -264,19 +323,30 @@ impl Inner {
         result
     }
 
-    /// Runs the claim script with `token`.
-    pub(crate) async fn claim(&self, keys: &Keys, token: &str) -> Result<Claim> {
+    /// Runs the claim script with `token`, reading a present value only if it is at most
+    /// `limit` bytes (and [`SCRIPT_READ_MAX`]: a longer one is answered with its length, for
+    /// [`read_range`](Self::read_range)).
+    pub(crate) async fn claim(&self, keys: &Keys, token: &str, limit: usize) -> Result<Claim> {
         let mut conn = self.conn();
         let px = self.config.vacancy_timeout.as_millis().clamp(1, MAX_PX) as i64;
         let script = &self.scripts.claim;
         let mut call = script.call(&[&keys.value, &keys.lock]);
-        call.arg(token).arg(px);
+        call.arg(token).arg(px).arg(limit.min(SCRIPT_READ_MAX));
         let reply: redis::Value = self.op(script.run(&mut conn, &keys.value, &call)).await?;
         use redis::Value as V;
         match reply {
+            // Taken apart by value: the reply's bytes become the value without a copy.
+            V::Array(items) if matches!(items.as_slice(), [V::Int(1), V::BulkString(_)]) => {
+                match items.into_iter().nth(1) {
+                    Some(V::BulkString(value)) => Ok(Claim::Value(Bytes::from(value))),
+                    other => Err(Error::Backend(format!(
+                        "unexpected claim script reply {other:?}"
+                    ))),
+                }
+            }
             V::Array(items) => match items.as_slice() {
-                [V::Int(1), V::BulkString(value)] => Ok(Claim::Value(Bytes::from(value.clone()))),
                 [V::Int(2)] => Ok(Claim::Claimed),
+                [V::Int(4), V::Int(len)] => Ok(Claim::TooLarge((*len).max(0) as usize)),
                 [V::Int(3), V::Int(pttl)] => Ok(Claim::Locked(if *pttl > 0 {
                     Duration::from_millis(*pttl as u64)
                 } else if *pttl == -1 {
@@ -347,35 +417,107 @@ impl Inner {
         self.near.as_ref()?.lookup(ns, key)
     }
 
-    /// A `get` through the near cache: its entry, or the value and TTL from Redis (one round
-    /// trip), kept if no invalidation of the key came in the meantime.
-    async fn get_through(&self, near: &Near, ns: &Namespace, key: &[u8]) -> Result<Option<Bytes>> {
+    /// A `get` of at most `limit` bytes through the near cache: its entry (whatever its size:
+    /// it is in memory already), or the value and TTL from Redis (one round trip), kept if no
+    /// invalidation of the key came in the meantime.
+    async fn get_through(
+        &self,
+        near: &Near,
+        ns: &Namespace,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Within<Option<Bytes>>> {
         if let Some(found) = near.lookup(ns, key) {
-            return Ok(Some(found));
+            return Ok(Within::Fits(Some(found)));
         }
         let enc = ns.encode_key(key);
         let fetch = near.begin(&enc);
         let value_key = Keys::encoded_value_key(&enc);
-        let mut conn = self.conn();
         let sent = Instant::now();
-        let (value, pttl): (Option<Vec<u8>>, i64) = self
+        let found = match self.read(&value_key, limit, true).await? {
+            Within::Fits(found) => found,
+            Within::TooLarge(len) => return Ok(Within::TooLarge(len)),
+        };
+        let value = found.map(|(value, pttl)| {
+            if let Some(fetch) = fetch {
+                fetch.finish(&value, pttl, sent.elapsed());
+            }
+            value
+        });
+        Ok(Within::Fits(value))
+    }
+
+    /// Reads the value at `value_key` if it is at most `limit` bytes (with its PTTL if `pttl`),
+    /// counting the hit or miss; a longer value is not read (nor counted).
+    async fn read(
+        &self,
+        value_key: &[u8],
+        limit: usize,
+        pttl: bool,
+    ) -> Result<Within<Option<(Bytes, i64)>>> {
+        let read = if limit > SCRIPT_READ_MAX {
+            self.read_range(value_key, limit).await?
+        } else {
+            self.read_script(value_key, limit, pttl).await?
+        };
+        if let Within::Fits(found) = &read {
+            Counters::bump(if found.is_some() {
+                &self.counters.hits
+            } else {
+                &self.counters.misses
+            });
+        }
+        Ok(read)
+    }
+
+    /// A value of at most `limit` bytes (and its PTTL) read as one transaction of STRLEN, a
+    /// GETRANGE of its first `limit` bytes and PTTL: the server copies at most `limit` bytes
+    /// into the reply (and none into Lua), and a value longer than `limit` is answered with its
+    /// length, its first bytes dropped here. Not batched: its reply is large anyway.
+    pub(crate) async fn read_range(
+        &self,
+        value_key: &[u8],
+        limit: usize,
+    ) -> Result<Within<Option<(Bytes, i64)>>> {
+        let mut conn = self.conn();
+        let last = limit.saturating_sub(1).min(i64::MAX as usize) as i64;
+        let (len, value, pttl): (i64, Vec<u8>, i64) = self
             .op(redis::pipe()
-                .cmd("GET")
-                .arg(&value_key)
+                .atomic()
+                .cmd("STRLEN")
+                .arg(value_key)
+                .cmd("GETRANGE")
+                .arg(value_key)
+                .arg(0)
+                .arg(last)
                 .cmd("PTTL")
-                .arg(&value_key)
+                .arg(value_key)
                 .query_async(&mut conn))
             .await?;
-        let value = value.map(Bytes::from);
-        Counters::bump(if value.is_some() {
-            &self.counters.hits
+        let len = len.max(0) as usize;
+        Ok(if pttl == -2 {
+            Within::Fits(None)
+        } else if len > limit || value.len() != len {
+            Within::TooLarge(len)
         } else {
-            &self.counters.misses
-        });
-        if let (Some(fetch), Some(value)) = (fetch, &value) {
-            fetch.finish(value, pttl, sent.elapsed());
-        }
-        Ok(value)
+            Within::Fits(Some((Bytes::from(value), pttl)))
+        })
+    }
+
+    /// [`read`](Self::read) by the [`READ`](crate::scripts) script: one command, batched with
+    /// others; the script copies the value (at most `limit` bytes) into Lua's memory.
+    async fn read_script(
+        &self,
+        value_key: &[u8],
+        limit: usize,
+        pttl: bool,
+    ) -> Result<Within<Option<(Bytes, i64)>>> {
+        let mut conn = self.conn();
+        let script = &self.scripts.read;
+        let mut call = script.call(&[value_key]);
+        call.arg(limit).arg(if pttl { "1" } else { "0" });
+        let reply: redis::Value = self.op(script.run(&mut conn, value_key, &call)).await?;
+        read_reply(reply)
     }
 
     /// Releases an abandoned vacancy's lock if still ours and wakes the waiters.
@@ -400,7 +542,7 @@ impl Backend for RedisBackend {
         let inner = &self.inner;
         inner.config.limits.check_key(key)?;
         if let Some(near) = &inner.near {
-            return inner.get_through(near, ns, key).await;
+            return unbounded(inner.get_through(near, ns, key, usize::MAX).await?);
         }
         let mut conn = inner.conn();
         let value: Option<Vec<u8>> = inner
@@ -414,6 +556,24 @@ impl Backend for RedisBackend {
             &inner.counters.misses
         });
         Ok(value.map(Bytes::from))
+    }
+
+    async fn get_within(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Within<Option<Bytes>>> {
+        let inner = &self.inner;
+        inner.config.limits.check_key(key)?;
+        if let Some(near) = &inner.near {
+            return inner.get_through(near, ns, key, limit).await;
+        }
+        let read = inner.read(&Keys::value_key(ns, key), limit, false).await?;
+        Ok(match read {
+            Within::Fits(found) => Within::Fits(found.map(|(value, _)| value)),
+            Within::TooLarge(len) => Within::TooLarge(len),
+        })
     }
 
     async fn exists(&self, ns: &Namespace, key: &[u8]) -> Result<bool> {
@@ -468,7 +628,31 @@ impl Backend for RedisBackend {
         if let Some(found) = self.inner.near_hit(ns, key) {
             return Ok(GetOrSet::Occupied(found));
         }
-        self.inner.get_or_set(self.inner.keys(ns, key)).await
+        let got = self
+            .inner
+            .get_or_set(self.inner.keys(ns, key), usize::MAX)
+            .await?;
+        unbounded(got)
+    }
+
+    async fn get_or_set_within(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        limit: usize,
+    ) -> Result<Within<GetOrSet>> {
+        self.inner.config.limits.check_key(key)?;
+        if let Some(found) = self.inner.near_hit(ns, key) {
+            return Ok(Within::Fits(GetOrSet::Occupied(found)));
+        }
+        self.inner.get_or_set(self.inner.keys(ns, key), limit).await
+    }
+
+    fn copies(&self) -> Copies {
+        Copies {
+            key: KEY_COPIES,
+            value: VALUE_COPIES,
+        }
     }
 
     async fn settle(&self, limit: Duration) {

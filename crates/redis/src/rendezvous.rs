@@ -24,7 +24,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use wasi_cache_engine::{Error, GetOrSet, Result, Vacancy};
+use wasi_cache_engine::{Error, GetOrSet, Result, Vacancy, Within};
 
 use crate::backend::{Claim, Inner, RedisVacancy};
 use crate::counters::Counters;
@@ -122,6 +122,8 @@ enum Drive {
     Resolved,
     /// The driver took the lock: it holds the vacancy.
     Claimed(RedisVacancy),
+    /// The key has a value of this many bytes, more than the driver's limit: not read.
+    TooLarge(usize),
 }
 
 /// A lock lifetime too long for the clock to add: as good as forever.
@@ -131,8 +133,15 @@ const FOREVER: Duration = Duration::from_secs(1 << 32);
 const RETRY_WITHOUT_PUBSUB: Duration = Duration::from_millis(250);
 
 impl Inner {
-    /// `get_or_set`, with local single-flight in front of the Redis rendezvous.
-    pub(crate) async fn get_or_set(self: &Arc<Self>, keys: Keys) -> Result<GetOrSet> {
+    /// `get_or_set`, with local single-flight in front of the Redis rendezvous; while this
+    /// caller drives, a stored value is read only if it is at most `limit` bytes (a larger one
+    /// makes this caller leave with its length, and the next one drive). A value another caller
+    /// read or a fill published is shared whatever its size: it is in memory already.
+    pub(crate) async fn get_or_set(
+        self: &Arc<Self>,
+        keys: Keys,
+        limit: usize,
+    ) -> Result<Within<GetOrSet>> {
         let participant = self.flights.join(&keys.value);
         let flight = participant.flight.clone();
         let mut resolved = flight.value.subscribe();
@@ -140,7 +149,7 @@ impl Inner {
         let result = loop {
             let known = resolved.borrow_and_update().clone();
             if let Some(outcome) = known {
-                break outcome.map(GetOrSet::Occupied);
+                break outcome.map(|value| Within::Fits(GetOrSet::Occupied(value)));
             }
             let mut driver = match flight.driver.try_lock() {
                 Ok(guard) => guard,
@@ -157,16 +166,20 @@ impl Inner {
                 continue;
             }
             match self
-                .drive(&keys, &mut driver, &mut resolved, &mut waited)
+                .drive(&keys, limit, &mut driver, &mut resolved, &mut waited)
                 .await
             {
                 Ok(Drive::Value(value)) => {
                     self.flights
                         .resolve_flight(&keys.value, &flight, Ok(value.clone()));
-                    break Ok(GetOrSet::Occupied(value));
+                    break Ok(Within::Fits(GetOrSet::Occupied(value)));
                 }
                 Ok(Drive::Resolved) => continue,
-                Ok(Drive::Claimed(slot)) => break Ok(GetOrSet::Vacant(Vacancy::new(slot))),
+                Ok(Drive::Claimed(slot)) => {
+                    break Ok(Within::Fits(GetOrSet::Vacant(Vacancy::new(slot))));
+                }
+                // The flight goes on without this caller: the next one drives with its limit.
+                Ok(Drive::TooLarge(len)) => break Ok(Within::TooLarge(len)),
                 Err(e) => {
                     self.flights
                         .resolve_flight(&keys.value, &flight, Err(e.clone()));
@@ -176,9 +189,11 @@ impl Inner {
         };
         drop(participant);
         match &result {
-            Ok(GetOrSet::Occupied(_)) if !waited => Counters::bump(&self.counters.hits),
-            Ok(_) => Counters::bump(&self.counters.misses),
-            Err(_) => {}
+            Ok(Within::Fits(GetOrSet::Occupied(_))) if !waited => {
+                Counters::bump(&self.counters.hits);
+            }
+            Ok(Within::Fits(_)) => Counters::bump(&self.counters.misses),
+            Ok(Within::TooLarge(_)) | Err(_) => {}
         }
         result
     }
@@ -203,6 +218,7 @@ impl Inner {
     async fn drive(
         self: &Arc<Self>,
         keys: &Keys,
+        limit: usize,
         subscription: &mut Option<Subscription>,
         resolved: &mut watch::Receiver<Option<Result<Bytes>>>,
         waited: &mut bool,
@@ -223,10 +239,24 @@ impl Inner {
             // The vacancy exists before the claim is sent: if this future is dropped while the
             // claim is in flight, its drop releases a lock the claim may have taken.
             let mut slot = RedisVacancy::new(self.clone(), keys.clone(), new_token());
-            let pttl = match self.claim(keys, slot.token()).await {
+            let pttl = match self.claim(keys, slot.token(), limit).await {
                 Ok(Claim::Value(value)) => {
                     slot.disarm();
                     return Ok(Drive::Value(value));
+                }
+                Ok(Claim::TooLarge(len)) if len > limit => {
+                    slot.disarm();
+                    return Ok(Drive::TooLarge(len));
+                }
+                // Within the limit but too long for the script to read: read without it (the
+                // key may have changed since: claim again when it is gone).
+                Ok(Claim::TooLarge(_)) => {
+                    slot.disarm();
+                    match self.read_range(&keys.value, limit).await? {
+                        Within::Fits(Some((value, _))) => return Ok(Drive::Value(value)),
+                        Within::Fits(None) => continue,
+                        Within::TooLarge(len) => return Ok(Drive::TooLarge(len)),
+                    }
                 }
                 Ok(Claim::Claimed) => {
                     if timed_out {

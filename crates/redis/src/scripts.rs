@@ -64,8 +64,10 @@ impl Lua {
     }
 }
 
-/// The backend's three scripts, announcing with one publish command.
+/// The backend's scripts, announcing with one publish command.
 pub(crate) struct Scripts {
+    /// See [`READ`].
+    pub(crate) read: Lua,
     /// See [`CLAIM`].
     pub(crate) claim: Lua,
     /// See [`STORE`].
@@ -80,6 +82,7 @@ impl Scripts {
     pub(crate) fn new(publish: &str) -> Self {
         let with = |code: &str| Lua::new(code.replace("'PUBLISH'", &format!("'{publish}'")));
         Self {
+            read: with(READ),
             claim: with(CLAIM),
             store: with(STORE),
             abandon: with(ABANDON),
@@ -87,12 +90,32 @@ impl Scripts {
     }
 }
 
-/// Returns the value, or takes the lock, or reports who holds it.
+/// Reads a value only if it is no longer than a limit, so that the server never builds a reply
+/// (nor a Lua string) larger than what the caller reserved for it. One command, so that it is
+/// batched with others like a GET.
 ///
-/// KEYS: value, lock. ARGV: token, lock lifetime in ms (the vacancy timeout).
-/// Returns `{1, value}` (present), `{2}` (lock taken: the caller holds the vacancy) or
-/// `{3, pttl}` (another caller holds the lock for `pttl` more milliseconds).
+/// KEYS: value. ARGV: the limit in bytes, and `1` to return the value's PTTL too.
+/// Returns `{0}` (absent), `{1, value}` or `{1, value, pttl}` (present), or `{2, length}` (longer
+/// than the limit: not read).
+const READ: &str = r"
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return {2, n} end
+local v = redis.call('GET', KEYS[1])
+if not v then return {0} end
+if ARGV[2] == '1' then return {1, v, redis.call('PTTL', KEYS[1])} end
+return {1, v}
+";
+
+/// Returns the value (if no longer than a limit), or takes the lock, or reports who holds it.
+///
+/// KEYS: value, lock. ARGV: token, lock lifetime in ms (the vacancy timeout), the limit in
+/// bytes.
+/// Returns `{1, value}` (present), `{2}` (lock taken: the caller holds the vacancy),
+/// `{3, pttl}` (another caller holds the lock for `pttl` more milliseconds) or `{4, length}`
+/// (present but longer than the limit: not read).
 const CLAIM: &str = r"
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[3]) then return {4, n} end
 local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end

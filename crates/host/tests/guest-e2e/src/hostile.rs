@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::wasi::keyvalue::cache::{self, GetOrSetEntry};
 use crate::wasi::keyvalue::types::{Bucket, OutgoingValue};
 use crate::wasi::keyvalue::wasi_keyvalue_error::Error;
-use crate::{expect_vacant, say, wait_get, wait_gos, wait_unit};
+use crate::{expect_vacant, say, set, wait_get, wait_gos, wait_unit};
 
 /// How long a busy-polling loop may spin on one result before it gives up (a hang guard: the
 /// test fails rather than waiting forever).
@@ -130,4 +130,29 @@ pub fn overwrite_permit() {
     say(&format!("permit {permit}"));
     let _ = stream.write(&vec![0; permit as usize + 1]);
     say("the host accepted the oversized write");
+}
+
+/// Sets `key` to `size` bytes, says `ready` and waits for a line on stdin; then starts `n` gets
+/// of it at once and keeps every value unread, says how many it got and the first refusal, and
+/// waits for another line before it ends (still holding them).
+pub fn flood_gets(key: &str, size: usize, n: usize) {
+    set(key, &vec![7; size], None);
+    say("ready");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let futures: Vec<_> = (0..n).map(|_| cache::get(key)).collect();
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    for future in &futures {
+        match wait_get(future) {
+            Ok(value) => kept.push(value.expect("just set")),
+            Err(err) => refused.push(err.trace()),
+        }
+    }
+    let first = refused.first().map_or("", String::as_str);
+    say(&format!(
+        "flood: {} values, {} refused: {first}",
+        kept.len(),
+        refused.len()
+    ));
+    std::io::stdin().read_line(&mut line).unwrap();
 }

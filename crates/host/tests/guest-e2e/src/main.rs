@@ -72,6 +72,9 @@ fn main() {
             hostile::hoard_buckets(args[2].parse().unwrap(), args[3].parse().unwrap())
         }
         "overwrite-permit" => hostile::overwrite_permit(),
+        "flood-gets" => {
+            hostile::flood_gets(&args[2], args[3].parse().unwrap(), args[4].parse().unwrap())
+        }
         other => panic!("unknown scenario {other:?}"),
     }
     say("done");
