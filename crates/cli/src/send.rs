@@ -256,3 +256,47 @@ impl Body for ResponseBody {
         self.incoming.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::ServerName;
+
+    use super::*;
+
+    #[test]
+    fn tls_names_and_settings() {
+        assert_eq!(
+            server_name("example.com").unwrap(),
+            ServerName::try_from("example.com").unwrap()
+        );
+        assert_eq!(
+            server_name("::1").unwrap(),
+            ServerName::from(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]))
+        );
+        assert!(server_name("not a name").is_err());
+        // Made once, with the web PKI's roots.
+        assert!(Arc::ptr_eq(&tls_config(), &tls_config()));
+    }
+
+    /// The policy is applied before any connection: a refused literal address is never
+    /// dialled, and a host no pattern names is not even resolved.
+    #[tokio::test]
+    async fn refused_destinations_are_not_connected() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let default = Outbound::default();
+        let refused = connect("127.0.0.1", port, &default).await.unwrap_err();
+        assert!(
+            matches!(refused, Error::DestinationIpProhibited),
+            "{refused}"
+        );
+        let none = Outbound::new(&[crate::outbound::Pattern::None], Vec::new());
+        let denied = connect("localhost", port, &none).await.unwrap_err();
+        assert!(matches!(denied, Error::HttpRequestDenied), "{denied}");
+        assert_eq!(default.denied().get() + none.denied().get(), 2);
+        let pattern = crate::outbound::parse_pattern(&format!("127.0.0.1:{port}")).unwrap();
+        let listed = Outbound::new(&[pattern], Vec::new());
+        assert!(connect("127.0.0.1", port, &listed).await.is_ok());
+        let (_accepted, _) = listener.accept().await.unwrap();
+    }
+}
