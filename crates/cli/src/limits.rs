@@ -32,10 +32,13 @@ const MAX_TABLES: usize = 100;
 /// Most elements per table, 8 bytes of host memory each (a Rust component's tables have a few
 /// hundred; large language runtimes some tens of thousands): at most 80 MB for 100 tables.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Component-model handles a guest may hold per `--max-resources`: a WASI 0.3 stream or future
+/// has two ends, two handles, and counts as one resource; a host resource the guest holds is
+/// one handle, so a WASI 0.2 guest meets the resource table's cap first, as it always did.
+const HANDLES_PER_RESOURCE: usize = 2;
 /// Entries of wasmtime's own table of component-model async state (tasks, waitable sets, and
-/// each stream or future: its state and its two ends) allowed per `--max-resources`: a stream
-/// or future takes three, and its two ends count as two handles against `--max-resources`
-/// in the guest's handle tables.
+/// each stream or future: its state and its two ends, three entries) allowed per
+/// `--max-resources`.
 const CONCURRENT_ENTRIES_PER_RESOURCE: usize = 4;
 /// wasmtime's error when a guest's handle tables (resources, WASI 0.3 streams and futures)
 /// hold the most handles the store allows.
@@ -77,7 +80,7 @@ pub fn apply(
     store.limiter(|state| &mut state.cache);
     // A WASI 0.3 guest creates streams and futures without a host call: the same cap as the
     // resources it gets from host calls.
-    store.set_max_component_handles(args.max_resources);
+    store.set_max_component_handles(args.max_resources.saturating_mul(HANDLES_PER_RESOURCE));
     if let Some(table) = store.concurrent_resource_table() {
         table.set_max_capacity(
             args.max_resources

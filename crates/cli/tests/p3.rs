@@ -88,8 +88,8 @@ fn max_resources_caps_wasi_03_streams_as_it_caps_wasi_02_resources() {
             "{out:#?}"
         );
     }
-    // Within the cap (two handles a stream), the streams are held.
-    let within = run(&cap, p3_wasm(), &["hold-streams", "400"]);
+    // Within the cap (a stream counts as one resource), the streams are held.
+    let within = run(&cap, p3_wasm(), &["hold-streams", "900"]);
     assert_eq!(within.code, Some(0), "{within:#?}");
-    assert!(within.stdout.contains("held 400 streams\n"), "{within:#?}");
+    assert!(within.stdout.contains("held 900 streams\n"), "{within:#?}");
 }

@@ -154,9 +154,8 @@ pub struct CommonArgs {
     pub max_memory: usize,
 
     /// Most resources (futures, values, buckets, streams, pollables, ...) the component may
-    /// hold at once, and most component-model handles (its own resources; a WASI 0.3
-    /// component's streams and futures, two handles each); the call that would create one more
-    /// traps it. The default leaves room for every live future (--max-live-futures) with its
+    /// hold at once, a WASI 0.3 component's own streams and futures included (one each); the
+    /// call that would create one more traps it. The default leaves room for every live future (--max-live-futures) with its
     /// pollable and value many times over (each entry costs host memory).
     #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = parse_count)]
     pub max_resources: usize,
