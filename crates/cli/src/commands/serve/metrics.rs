@@ -1,5 +1,6 @@
 //! The server's metrics on a prometheus-client registry: the HTTP figures the server keeps
-//! (requests by status class, requests in flight, a request-duration histogram) and the
+//! (requests by status class, requests in flight, a request-duration histogram, connections
+//! open, request slots used, what each limit against hostile clients refused or cut) and the
 //! backend's counters, read from [`Backend::stats`] at each scrape.
 
 use std::fmt;
@@ -28,12 +29,58 @@ struct Class {
     class: &'static str,
 }
 
+/// The label of a limit's counter: the option that set it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    /// The option's name without its dashes (`max-concurrent-connections`, ...).
+    limit: &'static str,
+}
+
+/// A limit against clients that refused a connection or a request, or cut one short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `--max-concurrent-connections`: a connection closed as soon as it was accepted.
+    Connections,
+    /// `--max-concurrent-requests`: a request answered 503.
+    Requests,
+    /// `--max-requests-per-client`: a request answered 429.
+    PerClient,
+    /// `--max-request-header-size` or `--max-request-headers`: a request answered 431 (hyper
+    /// cannot tell which one it was).
+    RequestHeaders,
+    /// `--header-read-timeout`: a connection closed before its request's headers arrived.
+    HeaderReadTimeout,
+    /// `--body-read-timeout`: a request whose body stalled, its instance stopped.
+    BodyReadTimeout,
+    /// `--response-write-timeout`: a connection whose client stopped reading, closed.
+    ResponseWriteTimeout,
+}
+
+impl Limit {
+    /// The label value: the option's name.
+    fn label(self) -> &'static str {
+        match self {
+            Limit::Connections => "max-concurrent-connections",
+            Limit::Requests => "max-concurrent-requests",
+            Limit::PerClient => "max-requests-per-client",
+            Limit::RequestHeaders => "max-request-header-size",
+            Limit::HeaderReadTimeout => "header-read-timeout",
+            Limit::BodyReadTimeout => "body-read-timeout",
+            Limit::ResponseWriteTimeout => "response-write-timeout",
+        }
+    }
+}
+
 /// Every metric `serve` exports.
 pub struct Metrics {
     registry: Registry,
     requests: Family<Class, Counter>,
     in_flight: Gauge,
     duration: Histogram,
+    connections: Gauge,
+    slots: Gauge,
+    limited: Family<LimitLabel, Counter>,
+    abandoned: Counter,
 }
 
 impl Metrics {
@@ -60,13 +107,66 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "wasi_cache_http_connections",
+            "Client connections open now (at most --max-concurrent-connections)",
+            connections.clone(),
+        );
+        let slots = Gauge::default();
+        registry.register(
+            "wasi_cache_http_request_slots_used",
+            "Request slots held now: instances running, answered or not (at most \
+             --max-concurrent-requests)",
+            slots.clone(),
+        );
+        let limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "wasi_cache_http_limited",
+            "Connections and requests a limit against clients refused or cut short, by the \
+             option that set it",
+            limited.clone(),
+        );
+        let abandoned = Counter::default();
+        registry.register(
+            "wasi_cache_http_abandoned_instances",
+            "Instances stopped because their client went away before its response was sent",
+            abandoned.clone(),
+        );
         registry.register_collector(Box::new(CacheCollector { backend, remote }));
         Self {
             registry,
             requests,
             in_flight,
             duration,
+            connections,
+            slots,
+            limited,
+            abandoned,
         }
+    }
+
+    /// Counts one connection or request `limit` refused or cut short.
+    pub fn limited(&self, limit: Limit) {
+        let label = LimitLabel {
+            limit: limit.label(),
+        };
+        self.limited.get_or_create(&label).inc();
+    }
+
+    /// Counts one instance stopped because its client went away.
+    pub fn abandoned(&self) {
+        self.abandoned.inc();
+    }
+
+    /// Counts a connection as open until the returned guard is dropped.
+    pub fn connection(&self) -> Held {
+        Held::new(&self.connections)
+    }
+
+    /// Counts a request slot as used until the returned guard is dropped.
+    pub fn slot(&self) -> Held {
+        Held::new(&self.slots)
     }
 
     /// The registry, for the metrics of what the instances share ([`crate::shared`]).
@@ -125,6 +225,23 @@ impl RequestTimer<'_> {
 impl Drop for RequestTimer<'_> {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
+    }
+}
+
+/// One unit of a gauge, given back when dropped (a connection open, a request slot used).
+pub struct Held(Gauge);
+
+impl Held {
+    /// Adds one to `gauge` until dropped.
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -5,15 +5,19 @@
 //! server's own answers (503 above `--max-concurrent-requests`, 504 past `--request-timeout`,
 //! 500 for a trap), the time limits and the graceful shutdown on SIGINT and SIGTERM; how a
 //! request reaches an instance of each flavour, in [`p2`] and [`p3`]; the admin endpoint of
-//! `--admin-addr` in [`admin`], the metrics in [`metrics`].
+//! `--admin-addr` in [`admin`], the metrics in [`metrics`]; the limits against hostile clients
+//! in [`client_limits`] (their options, the connection cap, the per-client count) and
+//! [`stall`] (stalled bodies and responses, instances of clients gone).
 
 mod admin;
+mod client_limits;
 mod metrics;
 mod p2;
 mod p3;
+mod stall;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,11 +48,15 @@ use crate::flavour::{self, Flavour};
 use crate::options::CommonArgs;
 use crate::options::count::parse_count;
 use crate::options::duration::{format_duration, parse_duration};
+use crate::options::pooling::PoolingArgs;
+use crate::pooling::Pool;
 use crate::shared::{Shared, SharedArgs};
 use crate::store::{self, InstanceState};
 use crate::{backend, limits, linker, panic, startup, wasi_ctx};
 use admin::Admin;
-use metrics::Metrics;
+use client_limits::{ClientLimitArgs, PerClient};
+use metrics::{Limit, Metrics};
+use stall::{InstanceGuard, TimedBody, TimedIo};
 
 /// The end of `wasi-cache serve --help`: examples, what each request runs in, the server's own
 /// answers, the shutdown and the exit status.
@@ -62,9 +70,13 @@ Examples:
 Each request runs in a fresh instance of the component, within the per-instance limits
 (--max-memory, --max-resources, --memory-budget, ...) and --request-timeout; every instance
 shares one cache, so concurrent get-or-set calls from different requests wait for one fill.
-Responses the server makes itself: 503 above --max-concurrent-requests, 504 past
---request-timeout, 500 when the component traps. SIGINT or SIGTERM stops accepting, lets
-requests in flight finish (up to --shutdown-timeout) and exits 0.
+Responses the server makes itself: 503 above --max-concurrent-requests, 429 above
+--max-requests-per-client, 431 above --max-request-header-size or --max-request-headers, 408
+when a body stalls past --body-read-timeout, 504 past --request-timeout, 500 when the component
+traps. A connection above --max-concurrent-connections is closed at once; one whose client
+takes nothing of a response for --response-write-timeout is closed, and an instance whose
+client went away is stopped. SIGINT or SIGTERM stops accepting, lets requests in flight finish
+(up to --shutdown-timeout) and exits 0.
 
 Exit status: 0 after a shutdown; 2 when the server cannot start (bad option, address in use,
 unreadable file, not a wasi:http/proxy component, Redis unreachable or its TLS handshake
@@ -101,6 +113,15 @@ pub struct ServeArgs {
     /// limit).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// The limits against hostile clients: connections, requests per client, request heads,
+    /// stalled bodies and responses.
+    #[command(flatten)]
+    pub client_limits: ClientLimitArgs,
+
+    /// Whether instances come from wasmtime's pooling allocator, and its tunables.
+    #[command(flatten)]
+    pub pooling: PoolingArgs,
 
     /// What the instances share: the outbound policy, the pool of writes in flight.
     #[command(flatten)]
@@ -140,6 +161,21 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(pre) => pre,
         Err(err) => return setup_error(&err),
     };
+    // Before Redis connects and the listeners bind: they are files too.
+    let files = client_limits::raise_file_limit();
+    let max_connections = args
+        .client_limits
+        .max_connections(files, args.max_concurrent_requests);
+    if let Some(files) = files
+        && (max_connections as u64).saturating_add(args.max_concurrent_requests as u64) > files
+    {
+        tracing::warn!(
+            "--max-concurrent-connections ({max_connections}) and --max-concurrent-requests \
+             ({}) are above the open-file limit ({files}): accepts and outgoing connections may \
+             fail with too many open files",
+            args.max_concurrent_requests
+        );
+    }
     let backend = match backend::backend(&args.common, &runtime) {
         Ok(backend) => backend,
         Err(err) => return setup_error(&err),
@@ -181,6 +217,12 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         argv: vec![wasi_ctx::argv0(&args.component)],
         time_limit: args.time_limit(),
         header_read_timeout: args.header_read_timeout(),
+        limits: args.client_limits.clone(),
+        connections: Arc::new(Semaphore::new(max_connections)),
+        clients: Arc::new(PerClient::new(
+            args.client_limits
+                .max_requests_per_client(args.max_concurrent_requests),
+        )),
         permits: Arc::new(Semaphore::new(args.max_concurrent_requests)),
         max_requests: args.max_concurrent_requests,
         halt: watch::channel(false).0,
@@ -220,7 +262,12 @@ fn logging() {
 /// component it is.
 fn prepare(args: &ServeArgs) -> Result<Pre> {
     let path = &args.component;
-    let pre = linker::instantiate_pre(&args.common, path, true)?;
+    let pool = Pool::new(
+        &args.pooling,
+        args.max_concurrent_requests,
+        args.common.max_memory,
+    );
+    let pre = linker::instantiate_pre(&args.common, path, true, pool.as_ref())?;
     let not_http = |why: String| {
         Error::msg(format!(
             "{} is not a wasi:http/proxy or wasi:http/service component: {why}",
@@ -256,7 +303,7 @@ impl Pre {
     fn call(
         &self,
         store: &mut Store<InstanceState>,
-        request: Request<Incoming>,
+        request: Request<TimedBody>,
         answer: oneshot::Sender<Answer>,
     ) -> Result<Call> {
         match self {
@@ -309,6 +356,12 @@ struct Server {
     time_limit: Option<Duration>,
     /// `--header-read-timeout`, unless zero.
     header_read_timeout: Option<Duration>,
+    /// The limits against hostile clients.
+    limits: ClientLimitArgs,
+    /// One permit per connection open (`--max-concurrent-connections`).
+    connections: Arc<Semaphore>,
+    /// Each client address's requests in flight (`--max-requests-per-client`).
+    clients: Arc<PerClient>,
     /// One permit per request in flight (held until its instance is dropped).
     permits: Arc<Semaphore>,
     /// `--max-concurrent-requests`: every permit.
@@ -331,15 +384,21 @@ enum End {
     TimedOut,
     /// The server stopped it at the end of the shutdown timeout.
     Halted,
+    /// Its request's body stalled past `--body-read-timeout`.
+    Stalled,
 }
 
 impl Server {
     /// Answers one request ([`Server::handle`]), counted in the metrics and logged at debug
     /// level.
-    async fn respond(self: Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    async fn respond(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: IpAddr,
+    ) -> Response<HyperOutgoingBody> {
         let timer = self.metrics.start();
         let (method, uri) = (request.method().clone(), request.uri().clone());
-        let response = self.clone().handle(request).await;
+        let response = self.clone().handle(request, client).await;
         let status = response.status();
         tracing::debug!(
             %method,
@@ -352,16 +411,35 @@ impl Server {
         response
     }
 
-    /// Answers one request: in a fresh instance of the component, or with the server's own 503,
-    /// 504 or 500.
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<HyperOutgoingBody> {
+    /// Answers one request: in a fresh instance of the component, or with the server's own 429,
+    /// 503, 408, 504 or 500. The instance is stopped when this future is dropped before the
+    /// response, or the response's body before its end (the client went away).
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: IpAddr,
+    ) -> Response<HyperOutgoingBody> {
+        let Some(client_slot) = self.clients.try_acquire(client) else {
+            self.metrics.limited(Limit::PerClient);
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this client has --max-requests-per-client requests in flight already\n",
+            );
+        };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.limited(Limit::Requests);
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server is handling --max-concurrent-requests requests already\n",
             );
         };
+        let slot = self.metrics.slot();
         let what = format!("{} {}", request.method(), request.uri());
+        let head_only = request.method() == hyper::Method::HEAD;
+        let limit = self.limits.body_read_timeout();
+        let request = request.map(|body| TimedBody::new(body, limit, self.metrics.clone()));
+        let mut stalled = request.body().stalled();
+        let stalled_before_answer = stalled.clone();
         let deadline = limits::deadline(self.time_limit);
         let wasi = wasi_ctx::wasi_ctx(&self.common, &self.argv);
         let mut store = store::new_store_with(
@@ -379,7 +457,7 @@ impl Server {
         };
         let server = self.clone();
         let instance = tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, client_slot, slot);
             let mut halt = server.halt.subscribe();
             let handle = panic::catch(call.run(&mut store));
             // The epoch callback stops an instance that computes; `within`, one blocked in a
@@ -387,6 +465,8 @@ impl Server {
             let finished = tokio::select! {
                 finished = limits::within(deadline, handle) => finished,
                 _ = halt.wait_for(|halted| *halted) => return End::Halted,
+                // An error is the body dropped unstalled: not a stall.
+                Ok(_) = stalled.wait_for(|stalled| *stalled) => return End::Stalled,
             };
             match finished {
                 None => End::TimedOut,
@@ -399,9 +479,17 @@ impl Server {
             }
             // The store drops here: the instance's vacancies pass to waiters.
         });
+        let guard = InstanceGuard::new(instance.abort_handle(), self.metrics.clone());
         match limits::within(deadline, receiver).await {
-            Some(Ok(Ok(response))) => response,
+            // The component answered the error of its stalled body.
+            Some(Ok(Ok(_))) if *stalled_before_answer.borrow() => {
+                instance.abort();
+                guard.release();
+                self.stalled(&what)
+            }
+            Some(Ok(Ok(response))) => guard.attach(response, head_only),
             Some(Ok(Err(code))) => {
+                guard.release();
                 tracing::warn!("{what}: the component answered with the error {code}");
                 plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -410,6 +498,7 @@ impl Server {
             }
             None => {
                 instance.abort();
+                guard.release();
                 self.timed_out(&what)
             }
             // The instance ended without setting a response: its end says why.
@@ -423,6 +512,7 @@ impl Server {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is shutting down\n",
                 ),
+                Ok(End::Stalled) => self.stalled(&what),
                 Ok(End::Returned) => self.internal_error(
                     &what,
                     &Error::msg("the component returned without setting a response"),
@@ -440,6 +530,22 @@ impl Server {
             StatusCode::GATEWAY_TIMEOUT,
             "the component exceeded the request's time limit\n",
         )
+    }
+
+    /// The 408 of a request whose body stalled past `--body-read-timeout`.
+    fn stalled(&self, what: &str) -> Response<HyperOutgoingBody> {
+        let limit = format_duration(self.limits.body_read_timeout);
+        tracing::debug!("{what}: the body stalled past the --body-read-timeout of {limit}");
+        let mut response = plain(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request's body stalled past the server's limit\n",
+        );
+        // The rest of the body will not be read: the connection cannot serve another request.
+        response.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        response
     }
 
     /// The 500 of a request the host could not hand to the component.
@@ -494,9 +600,23 @@ async fn serve(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(connection(server.clone(), stream, stopped.clone()));
-                }
+                Ok((stream, peer)) => match server.connections.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let open = (permit, server.metrics.connection());
+                        let serving = connection(server.clone(), stream, peer, stopped.clone());
+                        connections.spawn(async move {
+                            serving.await;
+                            drop(open);
+                        });
+                    }
+                    Err(_) => {
+                        // Counted first, so that its client sees it counted once closed.
+                        server.metrics.limited(Limit::Connections);
+                        // Closed at once, with a reset: no TIME_WAIT kept for it.
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                    }
+                },
                 Err(err) => {
                     // Out of file descriptors, say: wait for some to be closed.
                     tracing::warn!("cannot accept a connection: {err}");
@@ -532,20 +652,47 @@ async fn serve(
 }
 
 /// Serves one connection's requests until the client closes it or, once `stop` is set, until
-/// the request in progress is answered.
-async fn connection(server: Arc<Server>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
-    let builder = http1_builder(server.header_read_timeout);
+/// the request in progress is answered; within the limits on request heads and on writes.
+async fn connection(
+    server: Arc<Server>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut builder = http1_builder(server.header_read_timeout);
+    builder.max_buf_size(server.limits.max_request_header_size);
+    // hyper keeps up to 100 headers on the stack, more on the heap, per request.
+    if server.limits.max_request_headers != 100 {
+        builder.max_headers(server.limits.max_request_headers);
+    }
+    let metrics = server.metrics.clone();
+    let write_limit = server.limits.response_write_timeout();
+    let io = TimedIo::new(stream, write_limit, metrics.clone());
     let service = service_fn(move |request| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(server.respond(request).await) }
+        async move { Ok::<_, Infallible>(server.respond(request, peer.ip()).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = stop.wait_for(|stop| *stop) => conn.as_mut().graceful_shutdown(),
+    let ended = tokio::select! {
+        ended = conn.as_mut() => Some(ended),
+        _ = stop.wait_for(|stop| *stop) => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = ended {
+        if err.is_parse_too_large() {
+            metrics.limited(Limit::RequestHeaders);
+        } else if err.is_timeout() {
+            metrics.limited(Limit::HeaderReadTimeout);
+        }
+        tracing::debug!("connection from {peer} ended: {err}");
     }
-    let _ = conn.await;
 }
 
 /// The HTTP/1.1 settings of every connection the server accepts (the admin endpoint's too):
@@ -582,6 +729,19 @@ mod tests {
         assert_eq!(args.time_limit(), Some(Duration::from_secs(60)));
         assert_eq!(args.common.capacity, 16 << 20);
         assert_eq!(args.component, Path::new("p.wasm"));
+        let limits = &args.client_limits;
+        assert_eq!(limits.max_concurrent_connections, None);
+        assert_eq!(
+            limits.max_requests_per_client(args.max_concurrent_requests),
+            250
+        );
+        assert_eq!(limits.max_request_header_size, 64 << 10);
+        assert_eq!(limits.max_request_headers, 100);
+        assert_eq!(limits.body_read_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            limits.response_write_timeout(),
+            Some(Duration::from_secs(10))
+        );
         let cli = Cli::try_parse_from([
             "wasi-cache",
             "serve",
@@ -610,5 +770,30 @@ mod tests {
             "p.wasm",
         ];
         assert!(Cli::try_parse_from(bad).is_err());
+        for bad in [
+            ["--max-concurrent-connections", "0"],
+            ["--max-requests-per-client", "0"],
+            ["--max-request-headers", "0"],
+            ["--max-request-header-size", "4KiB"],
+            ["--body-read-timeout", "soon"],
+        ] {
+            let argv = [&["wasi-cache", "serve"][..], &bad, &["p.wasm"]].concat();
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "wasi-cache",
+            "serve",
+            "--body-read-timeout",
+            "0",
+            "--response-write-timeout",
+            "0",
+            "p.wasm",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.client_limits.body_read_timeout(), None);
+        assert_eq!(args.client_limits.response_write_timeout(), None);
     }
 }

@@ -3,7 +3,6 @@
 //! and returns once it has written the body.
 
 use hyper::Request;
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use wasmtime::component::Resource;
 use wasmtime::{Result, Store};
@@ -13,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use super::Answer;
+use super::stall::TimedBody;
 use crate::store::InstanceState;
 
 /// One request, handed to a store and ready to run in a fresh instance.
@@ -31,7 +31,7 @@ impl Call {
     pub fn new(
         pre: &ProxyPre<InstanceState>,
         store: &mut Store<InstanceState>,
-        request: Request<Incoming>,
+        request: Request<TimedBody>,
         answer: oneshot::Sender<Answer>,
     ) -> Result<Self> {
         let mut http = store.data_mut().http();

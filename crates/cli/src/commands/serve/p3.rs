@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 
-use hyper::body::Incoming;
 use hyper::header::HOST;
 use hyper::http::uri::{PathAndQuery, Scheme};
 use hyper::{Request, Uri};
@@ -15,13 +14,14 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::Answer;
+use super::stall::TimedBody;
 use crate::store::InstanceState;
 
 /// `request` with the scheme and authority a WASI 0.2 component is given too (the `http` scheme;
 /// the `Host` header when the request line has no authority, its usual origin form), so that a
 /// component of either flavour can rebuild the URL it was asked for. Left as it is when the
 /// `Host` header is missing or invalid.
-fn absolute(mut request: Request<Incoming>) -> Request<Incoming> {
+fn absolute(mut request: Request<TimedBody>) -> Request<TimedBody> {
     let mut parts = request.uri().clone().into_parts();
     if parts.authority.is_none() {
         parts.authority = request
@@ -62,7 +62,7 @@ impl Call {
     pub fn new(
         pre: &ServicePre<InstanceState>,
         store: &mut Store<InstanceState>,
-        request: Request<Incoming>,
+        request: Request<TimedBody>,
         answer: oneshot::Sender<Answer>,
     ) -> Result<Self> {
         let http = store.data_mut().http();

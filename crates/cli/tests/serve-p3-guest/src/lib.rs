@@ -13,6 +13,9 @@
 //!   path).
 //! - `/error`: answers with an `error-code` instead of a response.
 //! - `/trap`: traps.
+//! - `/body`: reads the request's body to its end and answers with its length (the body-read
+//!   timeout's test).
+//! - `/big/N`: answers with `N` bytes (the response-write timeout's test).
 //! - `/detach/KEY/N`: starts `N` `set`s of `KEY` and drops each future unread (the writes go
 //!   on after the instance ends), answering at once.
 //! - `/set/KEY`: one `set` of `KEY`, awaited: 200, or 500 with the cache's error.
@@ -57,6 +60,21 @@ impl wasip3::exports::http::handler::Guest for Service {
             };
             sleep(Duration::from_millis(ms)).await;
             return respond(200, &[], b"slept\n".to_vec());
+        }
+        if let Some(size) = path.strip_prefix("/big/") {
+            let Ok(size) = size.parse() else {
+                return respond(400, &[], b"not a number of bytes\n".to_vec());
+            };
+            return respond(200, &[], vec![b'x'; size]);
+        }
+        if path == "/body" {
+            let (_sent, read) = wit_future::new(|| Ok(()));
+            let (body, trailers) = Request::consume_body(request, read);
+            let length = body.collect().await.len();
+            return match trailers.await {
+                Ok(_) => respond(200, &[], format!("read {length} bytes\n").into_bytes()),
+                Err(code) => respond(500, &[], format!("the body failed: {code:?}\n").into_bytes()),
+            };
         }
         match path.as_str() {
             "/url" => {
