@@ -277,7 +277,7 @@ fn main() {
     for ours in ["constant", "constant-ondemand"] {
         let peers: Vec<&report::Case> = ["wasmtime", "wasmtime-reuse"]
             .into_iter()
-            .filter_map(|name| named(name))
+            .filter_map(named)
             .collect();
         report::ratios(named(ours).expect("a constant case"), &peers, "");
     }

@@ -126,18 +126,17 @@ mod tests {
 
     #[test]
     fn a_pool_that_cannot_be_reserved_falls_back_only_when_automatic() {
-        // More instances than any address space holds: reserving fails.
-        let huge = u32::MAX as usize;
+        // 200,000 memory slots of 4 GiB: more than a 47-bit address space holds.
+        let huge = 100_000;
         let auto = Pool::new(&args(PoolingMode::Auto), huge, 1 << 30).unwrap();
         assert!(
             auto.engine(Config::new()).is_ok(),
             "auto falls back to on demand"
         );
         let yes = Pool::new(&args(PoolingMode::Yes), huge, 1 << 30).unwrap();
-        let err = yes
-            .engine(Config::new())
-            .err()
-            .expect("yes insists on the pool");
+        let Err(err) = yes.engine(Config::new()) else {
+            panic!("yes insists on the pool");
+        };
         assert!(
             format!("{err:#}").contains("--pooling-allocator"),
             "{err:#}"
@@ -150,7 +149,8 @@ mod tests {
         let engine = pool
             .engine(Config::new())
             .expect("a small pool is reserved");
-        let module = wasmtime::Module::new(&engine, "(module (memory 1))").unwrap();
+        let wasm = wat::parse_str("(module (memory 1))").unwrap();
+        let module = wasmtime::Module::new(&engine, wasm).unwrap();
         let mut store = wasmtime::Store::new(&engine, ());
         wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiates from the pool");
     }

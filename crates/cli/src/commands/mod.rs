@@ -40,11 +40,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a wasi:cli/command component with WASI 0.2 and wasi:keyvalue/cache.
     #[command(after_help = run::EXAMPLES)]
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Serve a wasi:http/proxy component over HTTP/1.1, one instance per request, all sharing
     /// one cache.
     #[command(after_help = serve::EXAMPLES)]
-    Serve(serve::ServeArgs),
+    // Run and Serve are boxed: they hold many more options than Compile.
+    Serve(Box<serve::ServeArgs>),
     /// Compile a component ahead of time into a .cwasm file that `run` and `serve` load without
     /// compiling (for this version of wasi-cache on this kind of machine only).
     Compile(compile::CompileArgs),
@@ -97,7 +98,7 @@ pub(crate) fn run_args(options: &[&str]) -> run::RunArgs {
     let Command::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
         panic!("not run")
     };
-    args
+    *args
 }
 
 #[cfg(test)]
