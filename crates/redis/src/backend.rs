@@ -107,11 +107,13 @@ pub(crate) enum Claim {
 const KEY_COPIES: usize = 24;
 
 /// What a `set` or fill holds of its value at once in this process besides the caller's own:
-/// the script call's command and the write it is packed into (2). A value small enough to be
-/// batched (at most 16 KiB) has one more, its queued copy, bounded by the queue. On the server,
-/// the input buffer and the script's argument (and, for a value published inline, the
-/// announcement) are as many again, for as long as the write is in flight: what one instance's
-/// writes make the server hold is bounded by the budget too, as they are charged three times.
+/// the script call's command and the write it is packed into (2). The command queue's copy of
+/// the command is a third, not charged to the caller: it is bounded per host by the queue's own
+/// bound (`QUEUE_BYTES` waiting, and the one batch in flight), so that the default value limit
+/// stays writable under the default budget. On the server, the input buffer and the script's
+/// argument (and, for a value published inline, the announcement) are as many again, for as
+/// long as the write is in flight: what one instance's writes make the server hold is bounded
+/// by its budget too, as they are charged three times.
 const VALUE_COPIES: usize = 2;
 
 /// The outcome of a read without a limit (`usize::MAX`: no value is refused).
