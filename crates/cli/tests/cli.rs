@@ -346,7 +346,7 @@ fn every_extreme_option_value_is_one_error_line() {
         ),
         (
             &["--max-value-size", "100MiB"],
-            "--max-value-size (100MiB) is above half of --memory-budget (64MiB)",
+            "--max-value-size (100MiB) is above 1/2 of --memory-budget (64MiB)",
         ),
         (
             &["--capacity", "4KiB", "--max-value-size", "1KiB"],

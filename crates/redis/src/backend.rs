@@ -151,6 +151,13 @@ fn read_reply(reply: redis::Value) -> Result<Within<Option<(Bytes, i64)>>> {
 }
 
 impl RedisBackend {
+    /// What a call in flight holds of its key and value besides the caller's own (what
+    /// [`Backend::copies`] answers), for embedders that check their limits before connecting.
+    pub const COPIES: Copies = Copies {
+        key: KEY_COPIES,
+        value: VALUE_COPIES,
+    };
+
     /// Connects to `config.url`, checks the server answers (PING), that the user may PUBLISH
     /// and SUBSCRIBE the backend's channels, and that the pub/sub connection is up, each within
     /// the op timeout.
@@ -651,10 +658,7 @@ impl Backend for RedisBackend {
     }
 
     fn copies(&self) -> Copies {
-        Copies {
-            key: KEY_COPIES,
-            value: VALUE_COPIES,
-        }
+        Self::COPIES
     }
 
     async fn settle(&self, limit: Duration) {

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use wasi_cache_engine::Namespace;
+use wasi_cache_engine::{Copies, Namespace};
+use wasi_cache_redis::RedisBackend;
 
 use count::parse_count;
 use duration::parse_positive_duration;
@@ -118,7 +119,8 @@ pub struct CommonArgs {
     )]
     pub max_key_size: usize,
 
-    /// Largest value the component may store (at most half of --memory-budget, and --capacity).
+    /// Largest value the component may store (at most half of --memory-budget, a third with
+    /// --redis, and --capacity).
     #[arg(
         long,
         value_name = "SIZE",
@@ -181,12 +183,20 @@ impl CommonArgs {
     /// the error is one sentence naming the options and what to change.
     pub fn validate(&self) -> Result<(), String> {
         let (value, budget) = (self.max_value_size, self.memory_budget);
-        if value.saturating_mul(2) > budget {
+        // A set is charged its value once for the guest's outgoing-value and once per copy the
+        // backend holds while it writes (wasi-cache-host charges what `Backend::copies` says).
+        let copies = if self.uses_redis() {
+            RedisBackend::COPIES
+        } else {
+            Copies::default()
+        };
+        let held = copies.value.saturating_add(1);
+        if value.saturating_mul(held) > budget {
             return Err(format!(
-                "--max-value-size ({}) is above half of --memory-budget ({}): a set holds its \
-                 value twice while it writes it (the outgoing-value's body and the write in \
-                 flight), so one that large could never be set; lower --max-value-size or raise \
-                 --memory-budget",
+                "--max-value-size ({}) is above 1/{held} of --memory-budget ({}): a set holds its \
+                 value {held} times while it writes it (the outgoing-value's body and the \
+                 backend's copies of the write in flight), so one that large could never be set; \
+                 lower --max-value-size or raise --memory-budget",
                 format_size(value as u64),
                 format_size(budget as u64)
             ));
@@ -267,7 +277,20 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(
-            err.starts_with("--max-value-size (100MiB) is above half of --memory-budget (64MiB)"),
+            err.starts_with("--max-value-size (100MiB) is above 1/2 of --memory-budget (64MiB)"),
+            "{err}"
+        );
+        // On Redis a set holds its value three times: 16 MiB fits the default 64 MiB budget,
+        // 32 MiB (half of it) does not.
+        let redis = ["--redis", "redis://127.0.0.1:1/0"];
+        let fits = run_args(&[&redis[..], &["--max-value-size", "16MiB"]].concat());
+        assert_eq!(fits.common.validate(), Ok(()));
+        let err = run_args(&[&redis[..], &["--max-value-size", "32MiB"]].concat())
+            .common
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.starts_with("--max-value-size (32MiB) is above 1/3 of --memory-budget (64MiB)"),
             "{err}"
         );
         let err = run_args(&["--capacity", "1MiB"])
@@ -289,7 +312,14 @@ mod tests {
         // Equal is fine; --capacity does not apply to Redis.
         let fits = ["--capacity", "16MiB", "--memory-budget", "32MiB"];
         assert_eq!(run_args(&fits).common.validate(), Ok(()));
-        let redis = ["--redis", "redis://h", "--max-value-size", "32MiB"];
+        let redis = [
+            "--redis",
+            "redis://h",
+            "--max-value-size",
+            "32MiB",
+            "--memory-budget",
+            "96MiB",
+        ];
         assert_eq!(run_args(&redis).common.validate(), Ok(()));
     }
 
