@@ -37,7 +37,8 @@ pub struct ClientLimitArgs {
     pub max_concurrent_connections: Option<usize>,
 
     /// Most requests one client address (an IPv6 client's /64) may have in flight at once; one
-    /// beyond it is answered 429 at once. Default: a quarter of --max-concurrent-requests.
+    /// beyond it is answered 429 at once. Default: a quarter of --max-concurrent-requests, but
+    /// at least 64 (all of them when there are fewer).
     /// Behind a reverse proxy every request comes from the proxy's address: raise it to
     /// --max-concurrent-requests there.
     #[arg(long, value_name = "N", value_parser = parse_count)]
@@ -86,10 +87,11 @@ impl ClientLimitArgs {
         room.max(files / 2).clamp(1, DEFAULT_MAX_CONNECTIONS)
     }
 
-    /// `--max-requests-per-client`, or a quarter of `max_requests` (at least one).
+    /// `--max-requests-per-client`, or a quarter of `max_requests` but at least 64 (all of them
+    /// when there are fewer: a small server is not split four ways).
     pub fn max_requests_per_client(&self, max_requests: usize) -> usize {
         self.max_requests_per_client
-            .unwrap_or((max_requests / 4).max(1))
+            .unwrap_or((max_requests / 4).max(max_requests.min(64)))
     }
 
     /// `--body-read-timeout`, unless zero.
@@ -230,7 +232,8 @@ mod tests {
         assert_eq!(args.max_connections(Some(4096), 1000), 4096 - 1256);
         assert_eq!(args.max_connections(Some(1024), 1000), 512);
         assert_eq!(args.max_requests_per_client(1000), 250);
-        assert_eq!(args.max_requests_per_client(2), 1);
+        assert_eq!(args.max_requests_per_client(100), 64);
+        assert_eq!(args.max_requests_per_client(3), 3);
         let set = ClientLimitArgs {
             max_concurrent_connections: Some(7),
             max_requests_per_client: Some(3),

@@ -419,18 +419,19 @@ impl Server {
         request: Request<Incoming>,
         client: IpAddr,
     ) -> Response<HyperOutgoingBody> {
-        let Some(client_slot) = self.clients.try_acquire(client) else {
-            self.metrics.limited(Limit::PerClient);
-            return plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "this client has --max-requests-per-client requests in flight already\n",
-            );
-        };
+        // The server full is a 503 whoever asks; a 429 says this client is the one to slow down.
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.limited(Limit::Requests);
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server is handling --max-concurrent-requests requests already\n",
+            );
+        };
+        let Some(client_slot) = self.clients.try_acquire(client) else {
+            self.metrics.limited(Limit::PerClient);
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this client has --max-requests-per-client requests in flight already\n",
             );
         };
         let slot = self.metrics.slot();
