@@ -73,7 +73,11 @@ impl wasip3::exports::http::handler::Guest for Service {
             let length = body.collect().await.len();
             return match trailers.await {
                 Ok(_) => respond(200, &[], format!("read {length} bytes\n").into_bytes()),
-                Err(code) => respond(500, &[], format!("the body failed: {code:?}\n").into_bytes()),
+                Err(code) => respond(
+                    500,
+                    &[],
+                    format!("the body failed: {code:?}\n").into_bytes(),
+                ),
             };
         }
         match path.as_str() {
