@@ -319,7 +319,13 @@ impl WasiCacheCtxView<'_> {
         vacancy: &Resource<PendingVacancy>,
         ttl_ms: Option<u32>,
     ) -> Result<Resource<OutgoingValue>> {
-        let value = self.table.get_mut(vacancy)?.fill(ttl(ttl_ms));
+        // A fill is a write: it takes a slot of the shared write pool, as a `set` does. With
+        // the pool full the guest's outgoing-value refuses its body, and the vacancy stays the
+        // guest's to fill again later or to drop (handing it to a waiter).
+        let value = match self.ctx.reserve_write("vacancy-fill", 0) {
+            Ok(slot) => self.table.get_mut(vacancy)?.fill(ttl(ttl_ms), slot),
+            Err(err) => OutgoingValue::refused(err),
+        };
         Ok(self.table.push(value)?)
     }
 

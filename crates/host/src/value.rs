@@ -11,6 +11,7 @@ use wasi_cache_engine::{Error as EngineError, Limits, Vacancy};
 
 use crate::budget::{Held, MemoryBudget, RESOURCE_OVERHEAD};
 use crate::error::CacheError;
+use crate::writes::WriteSlot;
 
 /// A `bucket` handle from `open-bucket`; the cache interface itself does not use it.
 #[derive(Debug)]
@@ -130,14 +131,16 @@ impl PendingVacancy {
         })
     }
 
-    /// The outgoing-value whose body fills this vacancy; the vacancy can be filled only once.
-    pub(crate) fn fill(&mut self, ttl: Option<Duration>) -> OutgoingValue {
+    /// The outgoing-value whose body fills this vacancy, its write holding `slot` of the
+    /// shared write pool until done; the vacancy can be filled only once.
+    pub(crate) fn fill(&mut self, ttl: Option<Duration>, slot: WriteSlot) -> OutgoingValue {
         match self.vacancy.take() {
             Some((vacancy, held)) => OutgoingValue::filling(Fill {
                 vacancy,
                 ttl,
                 value_copies: self.value_copies,
                 held,
+                slot,
             }),
             None => OutgoingValue::refused(CacheError::new(
                 "vacancy-fill: this vacancy was already given its outgoing-value; call vacancy-fill once",
@@ -156,16 +159,27 @@ pub(crate) struct Fill {
     /// The vacancy's charge, carried over from the [`PendingVacancy`]; it grows by the copies
     /// of the value while the fill is under way.
     held: Held,
+    /// Its slot in the write pool shared by every instance: a fill is a write, and like a
+    /// `set` it completes after its instance ended.
+    slot: WriteSlot,
 }
 
 impl Fill {
     /// Stores `value` and resolves the waiters of the rendezvous; without room in the budget
-    /// for the backend's copies of the value, the vacancy is abandoned (handed to a waiter).
+    /// for the backend's copies of the value, or in the write pool for the value, the vacancy
+    /// is abandoned (handed to a waiter).
     pub(crate) async fn commit(self, value: Bytes) -> Result<(), CacheError> {
-        let copies = value.len().saturating_mul(self.value_copies);
-        self.held.grow("vacancy-fill", copies)?;
-        self.vacancy
-            .fill(value, self.ttl)
+        let Self {
+            vacancy,
+            ttl,
+            value_copies,
+            held,
+            mut slot,
+        } = self;
+        held.grow("vacancy-fill", value.len().saturating_mul(value_copies))?;
+        slot.grow("vacancy-fill", value.len())?;
+        vacancy
+            .fill(value, ttl)
             .await
             .map_err(|err| CacheError::op("vacancy-fill", err))
     }
@@ -269,7 +283,7 @@ impl OutgoingValue {
         }
     }
 
-    fn refused(err: CacheError) -> Self {
+    pub(crate) fn refused(err: CacheError) -> Self {
         Self {
             refused: Some(err),
             ..Self::new()
@@ -503,5 +517,38 @@ mod tests {
         let (source, _) = value.source().unwrap();
         let failed = futures::executor::block_on(source.resolve()).unwrap_err();
         assert_eq!(failed, err);
+    }
+
+    /// A vacancy's fill is a write of the shared pool: a value the pool has no room for is
+    /// refused and the vacancy handed on (the next caller gets it), and the slot is given back.
+    #[test]
+    fn a_fill_the_write_pool_cannot_hold_abandons_its_vacancy() {
+        use crate::writes::{InstanceWrites, WritePool};
+        use wasi_cache_engine::{Config, GetOrSet, MemoryCache, Namespace};
+
+        futures::executor::block_on(async {
+            let cache = MemoryCache::new(Config::with_capacity(1 << 20)).unwrap();
+            let ns = Namespace::default();
+            let GetOrSet::Vacant(vacancy) = cache.get_or_set(&ns, b"k").await.unwrap() else {
+                panic!("a new key is vacant")
+            };
+            let budget = MemoryBudget::new(1 << 20);
+            let pool = WritePool::new(4, 100);
+            let instance = Arc::new(InstanceWrites::default());
+            let slot = WriteSlot::reserve(&pool, &instance, "vacancy-fill", 0).unwrap();
+            assert_eq!(pool.writes(), 1);
+            let mut pending =
+                PendingVacancy::reserved(vacancy, 1, 1, budget.charge("get-or-set", 0).unwrap())
+                    .unwrap();
+            let Some(fill) = pending.fill(None, slot).fill.take() else {
+                panic!("the outgoing-value fills the vacancy")
+            };
+            let err = fill.commit(Bytes::from(vec![0; 101])).await.unwrap_err();
+            assert!(err.trace().contains("100 bytes"), "{err}");
+            assert_eq!((pool.writes(), pool.bytes(), pool.refused()), (0, 0, 1));
+            // Abandoned, not filled: the next caller is the one to fill the key.
+            let next = cache.get_or_set(&ns, b"k").await.unwrap();
+            assert!(matches!(next, GetOrSet::Vacant(_)), "{next:?}");
+        });
     }
 }

@@ -22,15 +22,16 @@ use crate::keys::{Keys, PREFIX};
 /// SETUSER <user> on >password resetkeys resetchannels -@all`): its keys and channels, and the
 /// commands it sends or its scripts call (`+select` only matters for a database other than 0,
 /// `+client|tracking` only with the near cache).
-pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load \
-                             +publish +subscribe +unsubscribe +select +client|tracking";
+pub const ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +strlen +getrange \
+                             +multi +exec +evalsha +script|load +publish +subscribe +unsubscribe \
+                             +select +client|tracking";
 
 /// The ACL rules a Redis Cluster user needs on every node: the channels are sharded there,
 /// redis-rs and the near cache ask the nodes for the slot map (`CLUSTER SLOTS`), and
 /// `+client|tracking` only matters with the near cache.
-pub const CLUSTER_ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha \
-                                     +script|load +spublish +ssubscribe +sunsubscribe \
-                                     +cluster|slots +client|tracking";
+pub const CLUSTER_ACL_RULES: &str = "~wc:* &wc:* +ping +get +set +exists +del +pttl +strlen \
+                                     +getrange +multi +exec +evalsha +script|load +spublish \
+                                     +ssubscribe +sunsubscribe +cluster|slots +client|tracking";
 
 /// Checks that the user may publish and subscribe the backend's channels (each step within the
 /// op timeout).

@@ -45,7 +45,7 @@
 //! [`ACL_RULES`]:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +publish +subscribe +unsubscribe +select +client|tracking
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +strlen +getrange +multi +exec +evalsha +script|load +publish +subscribe +unsubscribe +select +client|tracking
 //! ```
 //!
 //! (`+select` only for a database other than 0; the scripts call `GET`, `SET`, `DEL`, `PTTL`
@@ -55,7 +55,7 @@
 //! connect-time check runs on the node serving the probe channel:
 //!
 //! ```text
-//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots +client|tracking
+//! ACL SETUSER cache on >password resetkeys resetchannels -@all ~wc:* &wc:* +ping +get +set +exists +del +pttl +strlen +getrange +multi +exec +evalsha +script|load +spublish +ssubscribe +sunsubscribe +cluster|slots +client|tracking
 //! ```
 //!
 //! ## Rendezvous
