@@ -464,7 +464,12 @@ impl Inner {
         limit: usize,
         pttl: bool,
     ) -> Result<Within<Option<(Bytes, i64)>>> {
-        let read = if limit > SCRIPT_READ_MAX {
+        // The transaction only where it is needed and safe: a bounded read of a long value on
+        // one server. redis-rs does not follow a cluster's MOVED inside a transaction (after a
+        // failover every such read would fail until the slot map changed again), and an
+        // unbounded read (callers other than a guest's) has no reservation to protect.
+        let ranged = limit > SCRIPT_READ_MAX && limit != usize::MAX && !self.on_cluster();
+        let read = if ranged {
             self.read_range(value_key, limit).await?
         } else {
             self.read_script(value_key, limit, pttl).await?
