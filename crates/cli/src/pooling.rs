@@ -1,12 +1,12 @@
 //! wasmtime's pooling instance allocator for `serve` ([`Pool`]): its size, derived from the
 //! server's limits, and the probe that decides whether this machine can reserve it.
 //!
-//! `serve` makes an instance per request; on demand, each one maps and unmaps its linear
-//! memory, tables and fiber stack, and the munmaps (with the TLB shootdowns they cause on
-//! every core) were most of the server's CPU. The pool reserves slots for them once, at
-//! start-up, and reuses them. It is sized so that `--max-concurrent-requests` instances of
-//! any reasonable component fit: a request that finds it full fails like any instantiation
-//! error (500), which sizing from the request cap keeps from happening.
+//! `serve` makes an instance per request (or per few, when it reuses them); on demand, each
+//! one maps and unmaps its linear memory, tables and fiber stack, and the munmaps (with the TLB
+//! shootdowns they cause on every core) were most of the server's CPU. The pool reserves slots
+//! for them once, at start-up, and reuses them. `serve` sizes it for twice
+//! `--max-concurrent-requests` instances of any reasonable component (instances kept for reuse
+//! or still ending live beside those serving): a request that finds it full is answered 503.
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result};
 

@@ -32,7 +32,7 @@ fn proxy_wasm() -> &'static Path {
 
 /// The upstream: `/slow/…` answers after [`UPSTREAM_LATENCY`]; `/hold/…` answers once
 /// [`Upstream::release`] is called; `/no-store` answers with `Cache-Control: no-store`, `/ttl-1`
-/// with `max-age=1`, everything else with `max-age=60`. It counts the requests it receives, per
+/// with `max-age=1`, `/big/N` with `N` bytes, everything else with `max-age=60`. It counts the requests it receives, per
 /// path.
 struct Upstream {
     addr: SocketAddr,
@@ -75,7 +75,11 @@ impl Upstream {
                             } else if path == "/ttl-1" {
                                 control = "max-age=1";
                             }
-                            let body = Full::new(Bytes::from(format!("upstream says {path}")));
+                            let body = match path.strip_prefix("/big/") {
+                                Some(n) => vec![b'x'; n.parse().unwrap()],
+                                None => format!("upstream says {path}").into_bytes(),
+                            };
+                            let body = Full::new(Bytes::from(body));
                             let response = Response::builder()
                                 .header("cache-control", control)
                                 .header("content-type", "text/plain")
@@ -512,15 +516,22 @@ async fn an_unreachable_upstream_is_a_502_and_nothing_is_cached() {
 async fn past_the_request_timeout_is_a_504() {
     guarded(proxy_wasm, async {
         let upstream = Upstream::start().await;
-        let server = Server::start(&upstream, &["--request-timeout", "1s"]);
-        // Computing forever: stopped by epoch interruption.
-        let spin = get(server.addr, "/_test/spin").await;
-        assert_eq!(spin.status, StatusCode::GATEWAY_TIMEOUT);
+        let mut server = Server::start(&upstream, &["--request-timeout", "1s"]);
+        // Computing forever: stopped by epoch interruption. More of them than the server has
+        // threads: each instance is dropped, not left computing on a thread of the server.
+        for _ in 0..4 {
+            let spin = get(server.addr, "/_test/spin").await;
+            assert_eq!(spin.status, StatusCode::GATEWAY_TIMEOUT);
+        }
         // Blocked in a host call (the upstream never answers): stopped by the host's timer.
         let held = get(server.addr, "/hold/forever").await;
         assert_eq!(held.status, StatusCode::GATEWAY_TIMEOUT);
         let reply = get(server.addr, "/slow/after-timeout").await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        // Nothing left running: the server shuts down at once.
+        server.shut_down();
+        let ended = server.ended().await;
+        assert!(ended.status.success(), "{ended:?}");
     })
     .await;
 }
@@ -580,4 +591,96 @@ fn start_up_errors_are_one_line_and_exit_code_2() {
         run.stderr.starts_with("error: invalid value 'soon'"),
         "{run:?}"
     );
+}
+
+/// With `--max-instance-reuse-count 5`, one instance answers five requests in turn, then a
+/// fresh one takes over; a trap ends its instance and fails only its own request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_reused_and_a_trap_fails_only_its_request() {
+    guarded(proxy_wasm, async {
+        let upstream = Upstream::start().await;
+        let server = Server::start(&upstream, &["--max-instance-reuse-count", "5"]);
+        let mut served = Vec::new();
+        for _ in 0..7 {
+            let reply = get(server.addr, "/_test/instance").await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            served.push(reply.body.trim().parse::<u32>().unwrap());
+        }
+        assert_eq!(served, [1, 2, 3, 4, 5, 1, 2]);
+        let trapped = get(server.addr, "/_test/trap").await;
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(trapped.body, "the component trapped\n");
+        // The trapped instance is gone: a fresh one counts from one.
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "1\n");
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "2\n");
+        // Without the option, every request has an instance of its own.
+        let fresh = Server::start(&upstream, &[]);
+        for _ in 0..3 {
+            assert_eq!(get(fresh.addr, "/_test/instance").await.body, "1\n");
+        }
+    })
+    .await;
+}
+
+/// A vacancy a request keeps past its end (its handle leaked) is handed off once the request
+/// ends, though its instance lives on: the next request for the key fetches it, where it would
+/// otherwise wait out the hour-long `--vacancy-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacancy_held_past_its_request_is_handed_off_in_a_living_instance() {
+    guarded(proxy_wasm, async {
+        let upstream = Upstream::start().await;
+        let options = [
+            "--max-instance-reuse-count",
+            "100",
+            "--vacancy-timeout",
+            "1h",
+            "--request-timeout",
+            "30s",
+        ];
+        let server = Server::start(&upstream, &options);
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "1\n");
+        let leaked = get(server.addr, "/_test/leak-vacancy/kept").await;
+        assert_eq!(
+            (leaked.status, leaked.body.as_str()),
+            (StatusCode::OK, "leaked\n")
+        );
+        // The same instance, still alive, took the leak.
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "2\n");
+        let fetched = get(server.addr, "/kept").await;
+        assert_eq!(fetched.status, StatusCode::OK, "{fetched:?}");
+        assert_eq!(fetched.header("x-cache"), Some("MISS"));
+        assert_eq!(fetched.body, "upstream says /kept");
+        assert_eq!(upstream.seen("/kept"), 1);
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "3\n");
+    })
+    .await;
+}
+
+/// The memory budget is the instance's, and a request gives back what it held: thirty hits of
+/// a 400 KB response in one instance whose budget holds two of them all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_does_not_leak_across_the_requests_of_an_instance() {
+    guarded(proxy_wasm, async {
+        let upstream = Upstream::start().await;
+        let options = [
+            "--max-instance-reuse-count",
+            "100",
+            "--memory-budget",
+            "1MiB",
+            "--max-value-size",
+            "512KiB",
+        ];
+        let server = Server::start(&upstream, &options);
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "1\n");
+        for i in 0..30 {
+            let reply = get(server.addr, "/big/400000").await;
+            assert_eq!(reply.status, StatusCode::OK, "request {i}: {reply:?}");
+            assert_eq!(reply.body.len(), 400_000);
+            let expected = if i == 0 { "MISS" } else { "HIT" };
+            assert_eq!(reply.header("x-cache"), Some(expected), "request {i}");
+        }
+        // One instance served them all: it was never retired for hoarding its budget.
+        assert_eq!(get(server.addr, "/_test/instance").await.body, "2\n");
+    })
+    .await;
 }

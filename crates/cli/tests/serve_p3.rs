@@ -78,7 +78,9 @@ async fn the_component_sees_the_url_it_was_asked_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_is_a_500_for_that_request_only() {
     guarded(service_wasm, async {
-        let server = Server::start(&[]);
+        // An instance per request: a trap fails only its own request. (A reused instance's
+        // trap fails the requests it serves with it: `a_trap_ends_its_reused_instance`.)
+        let server = Server::start(&["--max-instance-reuse-count", "1"]);
         let during = tokio::spawn(get(server.addr, "/memo/beside-a-trap"));
         let trapped = get(server.addr, "/trap").await;
         assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -203,4 +205,135 @@ fn a_component_of_the_wrong_shape_is_one_error_line() {
             && line.ends_with("it exports example:other/api"),
         "{run:?}"
     );
+}
+
+/// The instance-request count a reply reports (`x-instance-requests`).
+fn taken(reply: &common::serve::Reply) -> u64 {
+    reply
+        .header("x-instance-requests")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// By default an instance of a WASI 0.3 component serves request after request, and several
+/// at once: one blocked past its `--request-timeout` is answered 504 while the same instance
+/// answers its neighbours, and the vacancy it held is handed off with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_reused_and_a_timeout_stops_only_its_request() {
+    guarded(service_wasm, async {
+        let server = Server::start(&["--request-timeout", "3s"]);
+        let mut served = Vec::new();
+        for _ in 0..5 {
+            let reply = get(server.addr, "/sleep/0").await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            served.push(taken(&reply));
+        }
+        assert_eq!(served, [1, 2, 3, 4, 5]);
+        let held = tokio::spawn(get(server.addr, "/hold/t"));
+        server
+            .wait_for_metric("wasi_cache_http_requests_in_flight", 1.0)
+            .await;
+        let mut beside = Vec::new();
+        for _ in 0..3 {
+            let reply = get(server.addr, "/sleep/100").await;
+            assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+            beside.push(taken(&reply));
+        }
+        // Served one after the other by the instance that also took the held request.
+        assert!(beside[0] >= 2, "{beside:?}");
+        assert_eq!(beside, [beside[0], beside[0] + 1, beside[0] + 2]);
+        let held = held.await.unwrap();
+        assert_eq!(held.status, StatusCode::GATEWAY_TIMEOUT, "{held:?}");
+        // The held vacancy went with its request: the next request for the key computes it.
+        let after = get(server.addr, "/memo/t").await;
+        assert_eq!(after.status, StatusCode::OK, "{after:?}");
+        assert_eq!(after.header("x-computed"), Some("yes"));
+    })
+    .await;
+}
+
+/// A trap ends the instance it happens in: the requests after it get a fresh one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trap_ends_its_reused_instance() {
+    guarded(service_wasm, async {
+        let server = Server::start(&[]);
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 1);
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 2);
+        let trapped = get(server.addr, "/trap").await;
+        assert_eq!(trapped.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(trapped.body, "the component trapped\n");
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 1);
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 2);
+    })
+    .await;
+}
+
+/// A vacancy a request keeps past its end (its handle leaked) is handed off once the instance
+/// has no request left, though it lives on: the next request for the key computes it, where it
+/// would otherwise wait out the hour-long `--vacancy-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacancy_held_past_its_request_is_handed_off_in_a_living_instance() {
+    guarded(service_wasm, async {
+        let options = ["--vacancy-timeout", "1h", "--request-timeout", "30s"];
+        let server = Server::start(&options);
+        let leaked = get(server.addr, "/leak-vacancy/kept").await;
+        assert_eq!(
+            (leaked.status, leaked.body.as_str()),
+            (StatusCode::OK, "leaked\n")
+        );
+        assert_eq!(taken(&leaked), 1);
+        // The same instance, still alive.
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 2);
+        let computed = get(server.addr, "/memo/kept").await;
+        assert_eq!(computed.status, StatusCode::OK, "{computed:?}");
+        assert_eq!(computed.header("x-computed"), Some("yes"));
+        assert_eq!(taken(&computed), 3);
+    })
+    .await;
+}
+
+/// The memory budget is the instance's, and a request gives back what it held: thirty reads of
+/// a 400 KB value in one instance whose budget holds two of them all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_does_not_leak_across_the_requests_of_an_instance() {
+    guarded(service_wasm, async {
+        let options = ["--memory-budget", "1MiB", "--max-value-size", "512KiB"];
+        let server = Server::start(&options);
+        let put = get(server.addr, "/put/big/400000").await;
+        assert_eq!(put.status, StatusCode::OK, "{put:?}");
+        for i in 0..30 {
+            let reply = get(server.addr, "/read/big").await;
+            assert_eq!(reply.status, StatusCode::OK, "read {i}: {reply:?}");
+            assert_eq!(reply.body, "400000\n");
+        }
+        // One instance served them all: it was never retired for hoarding its budget.
+        assert_eq!(taken(&get(server.addr, "/sleep/0").await), 32);
+    })
+    .await;
+}
+
+/// A guest that keeps cache values past its requests (their handles leaked) keeps them charged
+/// to its instance's budget; once it holds more than half of it, the instance is retired rather
+/// than given more requests, which then start with a whole budget in a fresh instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_hoarding_its_budget_is_retired() {
+    guarded(service_wasm, async {
+        let options = ["--memory-budget", "1MiB", "--max-value-size", "512KiB"];
+        let server = Server::start(&options);
+        assert_eq!(
+            get(server.addr, "/put/big/300000").await.status,
+            StatusCode::OK
+        );
+        let hoarded = get(server.addr, "/hoard/big").await;
+        assert_eq!((hoarded.body.as_str(), taken(&hoarded)), ("hoarded\n", 2));
+        // 300 KB held: under half the budget, still reused.
+        let second = get(server.addr, "/hoard/big").await;
+        assert_eq!((second.body.as_str(), taken(&second)), ("hoarded\n", 3));
+        // 600 KB held: retired; a fresh instance reads the value with its whole budget.
+        let fresh = get(server.addr, "/read/big").await;
+        assert_eq!(fresh.status, StatusCode::OK, "{fresh:?}");
+        assert_eq!((fresh.body.as_str(), taken(&fresh)), ("300000\n", 1));
+    })
+    .await;
 }

@@ -23,7 +23,12 @@ pub use guests::*;
 ///
 /// Uses the `cargo` that runs the tests (`$CARGO`). Panics with a hint when the build fails.
 pub fn build(guest: Guest<'_>, target_dir: &Path) -> PathBuf {
-    cargo::try_build(guest, target_dir, cargo::Jobs::Shared).unwrap_or_else(|err| panic!("{err}"))
+    try_build(guest, target_dir).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`build`], returning the failure's message with its hint instead of panicking.
+pub fn try_build(guest: Guest<'_>, target_dir: &Path) -> Result<PathBuf, String> {
+    cargo::try_build(guest, target_dir, cargo::Jobs::Shared)
 }
 
 /// A memo example in another language than Rust, built by its own `build.sh`.

@@ -9,6 +9,7 @@ use wasmtime::component::ResourceTable;
 use crate::budget::{MemoryBudget, MemoryMeter};
 use crate::error::CacheError;
 use crate::future::LiveToken;
+use crate::leases::Requests;
 use crate::writes::{InstanceWrites, WritePool, WriteSlot};
 
 /// The cache state of one store (one guest instance): backend, namespace, limits and counters.
@@ -21,6 +22,8 @@ pub struct WasiCacheCtx {
     live: Arc<AtomicUsize>,
     /// The pool of writes in flight this instance shares with others, and its own writes.
     writes: Option<(Arc<WritePool>, Arc<InstanceWrites>)>,
+    /// Whether the instance is serving requests, and the vacancies its guest holds.
+    pub(crate) requests: Requests,
     /// Owned by the context alone, so by its store: a weak handle on it tells whether the store
     /// still exists (see [`WasiCacheCtx::store_token`]).
     alive: Arc<()>,
@@ -86,6 +89,12 @@ impl WasiCacheCtx {
     /// Bytes this instance makes the host hold now, as charged to its memory budget.
     pub fn held_bytes(&self) -> usize {
         self.budget.used()
+    }
+
+    /// A handle that tells this context whether its instance is serving requests, for hosts
+    /// that reuse instances: see [`Requests`].
+    pub fn requests(&self) -> Requests {
+        self.requests.clone()
     }
 
     /// A handle on this instance's memory budget that outlives the store (for metrics).
@@ -210,6 +219,7 @@ impl WasiCacheCtxBuilder {
             writes: self
                 .write_pool
                 .map(|pool| (pool, Arc::new(InstanceWrites::default()))),
+            requests: Requests::default(),
             alive: Arc::new(()),
         }
     }

@@ -117,6 +117,7 @@ mod error;
 mod flavour;
 mod future;
 mod guard;
+mod leases;
 mod ops;
 pub mod p2;
 pub mod p3;
@@ -132,6 +133,7 @@ pub use flavour::{Flavour, add_wasi_and_cache_to_linker};
 pub use future::{
     FutureExistsResult, FutureGetOrSetResult, FutureGetResult, FutureResult, HostFuture,
 };
+pub use leases::Requests;
 /// The WASI 0.2 flavour's linking and bindings at the crate root, as before there were two.
 pub use p2::{add_to_linker, add_to_linker_with, bindings};
 pub use state::WasiCacheState;

@@ -275,6 +275,7 @@ impl WasiCacheCtxView<'_> {
         let (first, max) = (self.first_read(), self.ctx.limits.max_value_size);
         let key_bytes = self.key_bytes(k.len());
         let copies = self.ctx.backend.copies().value;
+        let requests = self.ctx.requests.clone();
         // Dropping the future drops the backend call: the caller leaves the rendezvous.
         self.start("get-or-set", k, true, move |k| async move {
             const OP: &str = "get-or-set";
@@ -286,7 +287,8 @@ impl WasiCacheCtxView<'_> {
                 }
                 // Without room for it, the vacancy is abandoned here: a waiter takes it.
                 (GetOrSet::Vacant(vacancy), held) => {
-                    PendingVacancy::reserved(vacancy, key_bytes, copies, held).map(Entry::Vacant)
+                    PendingVacancy::reserved(vacancy, key_bytes, copies, held, &requests)
+                        .map(Entry::Vacant)
                 }
             }
         })

@@ -11,6 +11,7 @@ use wasi_cache_engine::{Error as EngineError, Limits, Vacancy};
 
 use crate::budget::{Held, MemoryBudget, RESOURCE_OVERHEAD};
 use crate::error::CacheError;
+use crate::leases::{Lease, Requests};
 use crate::writes::WriteSlot;
 
 /// A `bucket` handle from `open-bucket`; the cache interface itself does not use it.
@@ -108,7 +109,7 @@ pub enum Entry {
 /// count against the instance's memory budget until it is filled or abandoned.
 #[derive(Debug)]
 pub struct PendingVacancy {
-    vacancy: Option<(Vacancy, Held)>,
+    vacancy: Option<(Lease, Held)>,
     /// Copies of the value the backend makes while it writes the fill, see `Backend::copies`.
     value_copies: usize,
 }
@@ -117,16 +118,26 @@ impl PendingVacancy {
     /// Wraps a backend vacancy for the guest, charged `key_bytes` (its key, times the copies the
     /// backend keeps) out of `held`, the bytes reserved for the `get-or-set`; when the budget has
     /// no room the vacancy is abandoned (handed to a waiter) and the guest gets the error.
-    /// Its fill is charged `value_copies` times the value while the backend writes it.
+    /// Its fill is charged `value_copies` times the value while the backend writes it. Leased
+    /// from `requests`: handed off, with an error for the guest, when the instance has no
+    /// request left to fill it.
     pub(crate) fn reserved(
         vacancy: Vacancy,
         key_bytes: usize,
         value_copies: usize,
         held: Held,
+        requests: &Requests,
     ) -> Result<Self, CacheError> {
         held.resize_to("get-or-set", key_bytes.saturating_add(RESOURCE_OVERHEAD))?;
+        let lease = requests.lease(vacancy).ok_or_else(|| {
+            CacheError::op(
+                "get-or-set",
+                "the instance had no request in flight when this call resolved: its vacancy was \
+                 handed to another caller",
+            )
+        })?;
         Ok(Self {
-            vacancy: Some((vacancy, held)),
+            vacancy: Some((lease, held)),
             value_copies,
         })
     }
@@ -152,7 +163,7 @@ impl PendingVacancy {
 /// A vacancy to fill with a value's body, with the value's TTL.
 #[derive(Debug)]
 pub(crate) struct Fill {
-    vacancy: Vacancy,
+    vacancy: Lease,
     ttl: Option<Duration>,
     /// Copies of the value the backend makes while it writes it.
     value_copies: usize,
@@ -176,6 +187,13 @@ impl Fill {
             held,
             mut slot,
         } = self;
+        let vacancy = vacancy.take().ok_or_else(|| {
+            CacheError::op(
+                "vacancy-fill",
+                "the requests of this instance ended before the vacancy was filled: it was \
+                 handed to another caller",
+            )
+        })?;
         held.grow("vacancy-fill", value.len().saturating_mul(value_copies))?;
         slot.grow("vacancy-fill", value.len())?;
         vacancy
@@ -537,9 +555,9 @@ mod tests {
             let instance = Arc::new(InstanceWrites::default());
             let slot = WriteSlot::reserve(&pool, &instance, "vacancy-fill", 0).unwrap();
             assert_eq!(pool.writes(), 1);
+            let held = budget.charge("get-or-set", 0).unwrap();
             let mut pending =
-                PendingVacancy::reserved(vacancy, 1, 1, budget.charge("get-or-set", 0).unwrap())
-                    .unwrap();
+                PendingVacancy::reserved(vacancy, 1, 1, held, &Requests::default()).unwrap();
             let Some(fill) = pending.fill(None, slot).fill.take() else {
                 panic!("the outgoing-value fills the vacancy")
             };

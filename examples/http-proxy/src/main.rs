@@ -231,10 +231,18 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 /// The tests' misbehaviours: `/_test/trap` traps; `/_test/spin` computes until stopped;
 /// `/_test/trap-holding/PATH` takes the vacancy of `GET /PATH` (when the key is missing), asks
 /// the upstream for `/hold/trap`, then traps while still holding the vacancy;
-/// `/_test/late-body/PATH` answers with [`late_body`]'s report on `GET /PATH`.
+/// `/_test/late-body/PATH` answers with [`late_body`]'s report on `GET /PATH`;
+/// `/_test/leak-vacancy/PATH` takes the vacancy of `GET /PATH` and keeps it past its request (the
+/// handle is leaked); `/_test/instance` answers how many times its instance answered it.
 #[cfg(feature = "test-routes")]
 async fn test_routes(path: &str) -> Result<Option<Response<Body>>, Error> {
     match path {
+        "/_test/instance" => {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static SERVED: AtomicU64 = AtomicU64::new(0);
+            let served = SERVED.fetch_add(1, Ordering::Relaxed) + 1;
+            return Ok(Some(text_owned(StatusCode::OK, format!("{served}\n"))));
+        }
         "/_test/trap" => panic!("trap requested by the test"),
         "/_test/spin" => {
             let mut n = 0u64;
@@ -251,6 +259,16 @@ async fn test_routes(path: &str) -> Result<Option<Response<Body>>, Error> {
             let _holding = vacancy;
             panic!("trap requested by the test, holding the vacancy of {rest}");
         }
+    }
+    if let Some(rest) = path.strip_prefix("/_test/leak-vacancy") {
+        let held = match Cache::new().entry(&format!("GET {rest}")).await? {
+            Entry::Vacant(vacancy) => {
+                std::mem::forget(vacancy);
+                "leaked\n"
+            }
+            Entry::Occupied(_) => "present\n",
+        };
+        return Ok(Some(text_owned(StatusCode::OK, held.to_owned())));
     }
     if let Some(rest) = path.strip_prefix("/_test/late-body") {
         return late_body(rest).await.map(Some);

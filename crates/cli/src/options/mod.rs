@@ -8,6 +8,7 @@ pub mod count;
 pub mod duration;
 pub mod env;
 pub mod pooling;
+pub mod reuse;
 pub mod size;
 
 use std::path::PathBuf;

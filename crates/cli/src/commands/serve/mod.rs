@@ -11,8 +11,8 @@
 
 mod admin;
 mod client_limits;
+mod instances;
 mod metrics;
-mod p2;
 mod p3;
 mod stall;
 
@@ -33,13 +33,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use wasi_cache_engine::Backend;
 use wasmtime::error::Context;
-use wasmtime::{Engine, Error, Result, Store};
+use wasmtime::{Engine, Error, Result};
+use wasmtime_wasi_http::handler::{ProxyHandler, ProxyPre};
 use wasmtime_wasi_http::io::TokioIo;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings as p2;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 
@@ -49,12 +49,14 @@ use crate::options::CommonArgs;
 use crate::options::count::parse_count;
 use crate::options::duration::{format_duration, parse_duration};
 use crate::options::pooling::PoolingArgs;
+use crate::options::reuse::ReuseArgs;
 use crate::pooling::Pool;
-use crate::shared::{Shared, SharedArgs};
-use crate::store::{self, InstanceState};
+use crate::shared::SharedArgs;
+use crate::store::InstanceState;
 use crate::{backend, limits, linker, panic, startup, wasi_ctx};
 use admin::Admin;
 use client_limits::{ClientLimitArgs, PerClient};
+use instances::{Instances, RequestCtl};
 use metrics::{Limit, Metrics};
 use stall::{InstanceGuard, TimedBody, TimedIo};
 
@@ -122,6 +124,10 @@ pub struct ServeArgs {
     /// Whether instances come from wasmtime's pooling allocator, and its tunables.
     #[command(flatten)]
     pub pooling: PoolingArgs,
+
+    /// How many requests an instance serves, at once and in its life.
+    #[command(flatten)]
+    pub reuse: ReuseArgs,
 
     /// What the instances share: the outbound policy, the pool of writes in flight.
     #[command(flatten)]
@@ -210,11 +216,24 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         }
         runtime.spawn(admin.serve(listener));
     }
-    let server = Arc::new(Server {
+    let p3 = matches!(pre, ProxyPre::P3(_));
+    let engine = match &pre {
+        ProxyPre::P2(pre) => pre.engine().clone(),
+        ProxyPre::P3(pre) => pre.engine().clone(),
+    };
+    let handler = ProxyHandler::new(Instances {
         pre,
         backend: backend.clone(),
         common: args.common.clone(),
         argv: vec![wasi_ctx::argv0(&args.component)],
+        shared,
+        reuse: args.reuse.reuse(p3),
+        time_limit: args.time_limit(),
+    });
+    let server = Arc::new(Server {
+        handler,
+        engine,
+        p3,
         time_limit: args.time_limit(),
         header_read_timeout: args.header_read_timeout(),
         limits: args.client_limits.clone(),
@@ -227,7 +246,6 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         max_requests: args.max_concurrent_requests,
         halt: watch::channel(false).0,
         metrics,
-        shared,
     });
     if let Err(err) = runtime.block_on(serve(server, listener, stop, args.shutdown_timeout)) {
         return setup_error(&err);
@@ -260,11 +278,13 @@ fn logging() {
 /// Compiles the component and links it with WASI, wasi:http and the cache, once for every
 /// request, on an engine set up for the time limit; it is served as the WASI 0.2 or 0.3 HTTP
 /// component it is.
-fn prepare(args: &ServeArgs) -> Result<Pre> {
+fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
     let path = &args.component;
+    // Instances outlive their requests (kept for reuse, or ending after a timeout or a client
+    // gone): the pool has room for as many again as there may be requests.
     let pool = Pool::new(
         &args.pooling,
-        args.max_concurrent_requests,
+        args.max_concurrent_requests.saturating_mul(2),
         args.common.max_memory,
     );
     let pre = linker::instantiate_pre(&args.common, path, true, pool.as_ref())?;
@@ -276,64 +296,11 @@ fn prepare(args: &ServeArgs) -> Result<Pre> {
     };
     let engine = pre.engine().clone();
     match flavour::http(pre.component(), &engine).map_err(not_http)? {
-        Flavour::P2 => ProxyPre::new(pre).map(Pre::P2),
-        Flavour::P3 => ServicePre::new(pre).map(Pre::P3),
+        Flavour::P2 => p2::ProxyPre::new(pre).map(ProxyPre::P2),
+        Flavour::P3 => ServicePre::new(pre).map(ProxyPre::P3),
     }
     .map_err(|err| not_http(format!("its handler does not match: {err}")))
 }
-
-/// A linked HTTP component of either flavour, ready to instantiate once per request.
-enum Pre {
-    /// It exports `wasi:http/incoming-handler@0.2.x`.
-    P2(ProxyPre<InstanceState>),
-    /// It exports `wasi:http/handler@0.3.x`.
-    P3(ServicePre<InstanceState>),
-}
-
-impl Pre {
-    /// The engine the component is compiled for.
-    fn engine(&self) -> &Engine {
-        match self {
-            Pre::P2(pre) => pre.engine(),
-            Pre::P3(pre) => pre.engine(),
-        }
-    }
-
-    /// Puts `request` in `store` for a fresh instance; its response goes to `answer`.
-    fn call(
-        &self,
-        store: &mut Store<InstanceState>,
-        request: Request<TimedBody>,
-        answer: oneshot::Sender<Answer>,
-    ) -> Result<Call> {
-        match self {
-            Pre::P2(pre) => p2::Call::new(pre, store, request, answer).map(Call::P2),
-            Pre::P3(pre) => p3::Call::new(pre, store, request, answer).map(Call::P3),
-        }
-    }
-}
-
-/// One request in a store, ready to run in a fresh instance of either flavour.
-enum Call {
-    /// For a WASI 0.2 component.
-    P2(p2::Call),
-    /// For a WASI 0.3 component.
-    P3(p3::Call),
-}
-
-impl Call {
-    /// Instantiates the component and runs its handler to its end.
-    async fn run(self, store: &mut Store<InstanceState>) -> Result<()> {
-        match self {
-            Call::P2(call) => call.run(store).await,
-            Call::P3(call) => call.run(store).await,
-        }
-    }
-}
-
-/// What the component answered: its response, or the `error-code` it answered with instead
-/// (described).
-type Answer = Result<Response<HyperOutgoingBody>, String>;
 
 /// Binds a listening socket, for `what`.
 async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener> {
@@ -344,14 +311,12 @@ async fn listen(addr: SocketAddr, what: &str) -> Result<TcpListener> {
 
 /// What every request's handling shares.
 struct Server {
-    /// The component, compiled, linked and ready to instantiate.
-    pre: Pre,
-    /// The cache every instance shares.
-    backend: Arc<dyn Backend>,
-    /// The cache options and per-instance limits.
-    common: CommonArgs,
-    /// The component's argv (its file's name).
-    argv: Vec<String>,
+    /// The instances requests run in (wasmtime-wasi-http's worker pool).
+    handler: ProxyHandler<Instances>,
+    /// The engine the component is compiled for.
+    engine: Engine,
+    /// Whether the component is a WASI 0.3 `wasi:http/service`.
+    p3: bool,
     /// `--request-timeout`, unless zero.
     time_limit: Option<Duration>,
     /// `--header-read-timeout`, unless zero.
@@ -362,7 +327,7 @@ struct Server {
     connections: Arc<Semaphore>,
     /// Each client address's requests in flight (`--max-requests-per-client`).
     clients: Arc<PerClient>,
-    /// One permit per request in flight (held until its instance is dropped).
+    /// One permit per request in flight (held until its response is sent or abandoned).
     permits: Arc<Semaphore>,
     /// `--max-concurrent-requests`: every permit.
     max_requests: usize,
@@ -370,22 +335,18 @@ struct Server {
     halt: watch::Sender<bool>,
     /// The HTTP metrics (and the backend's, for the admin endpoint).
     metrics: Arc<Metrics>,
-    /// What the instances share: the outbound policy, the pool of writes in flight.
-    shared: Shared,
 }
 
-/// How a request's instance ended.
-enum End {
-    /// The handler returned (having set its response, or not).
-    Returned,
-    /// The instance trapped, for this reason (one line).
-    Trapped(String),
-    /// The request's time limit passed while the instance ran.
-    TimedOut,
-    /// The server stopped it at the end of the shutdown timeout.
-    Halted,
-    /// Its request's body stalled past `--body-read-timeout`.
+/// How a request that got no response from its instance ended.
+enum Outcome {
+    /// Its body stalled past `--body-read-timeout`.
     Stalled,
+    /// Its time limit passed.
+    TimedOut,
+    /// The instance gave no response, for this reason (a trap, an error code, ...).
+    Failed(Error),
+    /// The host panicked serving it.
+    Panicked(String),
 }
 
 impl Server {
@@ -411,8 +372,9 @@ impl Server {
         response
     }
 
-    /// Answers one request: in a fresh instance of the component, or with the server's own 429,
-    /// 503, 408, 504 or 500. The instance is stopped when this future is dropped before the
+    /// Answers one request: in an instance of the component (a fresh one, or one reused as
+    /// `--max-instance-reuse-count` allows), or with the server's own 429, 503, 408, 504 or 500.
+    /// The request is abandoned (its instance ends it) when this future is dropped before the
     /// response, or the response's body before its end (the client went away).
     async fn handle(
         self: Arc<Self>,
@@ -441,86 +403,99 @@ impl Server {
         let request = request.map(|body| TimedBody::new(body, limit, self.metrics.clone()));
         let mut stalled = request.body().stalled();
         let stalled_before_answer = stalled.clone();
-        let deadline = limits::deadline(self.time_limit);
-        let wasi = wasi_ctx::wasi_ctx(&self.common, &self.argv);
-        let mut store = store::new_store_with(
-            self.pre.engine(),
-            &self.common,
-            self.backend.clone(),
-            wasi,
-            deadline,
-            &self.shared,
-        );
-        let (sender, receiver) = oneshot::channel();
-        let call = match self.pre.call(&mut store, request, sender) {
-            Ok(call) => call,
-            Err(err) => return self.internal_error(&what, &err),
+        let request = match self.p3 {
+            true => p3::absolute(request),
+            false => request,
         };
-        let server = self.clone();
-        let instance = tokio::spawn(async move {
-            let _held = (permit, client_slot, slot);
-            let mut halt = server.halt.subscribe();
-            let handle = panic::catch(call.run(&mut store));
-            // The epoch callback stops an instance that computes; `within`, one blocked in a
-            // host call.
-            let finished = tokio::select! {
-                finished = limits::within(deadline, handle) => finished,
-                _ = halt.wait_for(|halted| *halted) => return End::Halted,
-                // An error is the body dropped unstalled: not a stall.
-                Ok(_) = stalled.wait_for(|stalled| *stalled) => return End::Stalled,
-            };
-            match finished {
-                None => End::TimedOut,
-                Some(Err(panic)) => End::Trapped(format!("host panicked: {panic}")),
-                Some(Ok(Ok(()))) => End::Returned,
-                Some(Ok(Err(err))) if limits::is_deadline(&err) => End::TimedOut,
-                Some(Ok(Err(err))) => {
-                    End::Trapped(limits::explain(&err, &store.data().cache, &server.common))
-                }
-            }
-            // The store drops here: the instance's vacancies pass to waiters.
-        });
-        let guard = InstanceGuard::new(instance.abort_handle(), self.metrics.clone());
-        match limits::within(deadline, receiver).await {
-            // The component answered the error of its stalled body.
-            Some(Ok(Ok(_))) if *stalled_before_answer.borrow() => {
-                instance.abort();
+        let request = request.map(BodyExt::boxed_unsync);
+        let deadline = limits::deadline(self.time_limit);
+        let ctl = RequestCtl::new(deadline);
+        let guard = InstanceGuard::new(
+            ctl.clone(),
+            (permit, client_slot, slot),
+            self.metrics.clone(),
+        );
+        let mut halt = self.halt.subscribe();
+        let handled = panic::catch(self.handler.handle(ctl.clone(), request));
+        let outcome = tokio::select! {
+            answer = limits::within(deadline, handled) => match answer {
+                None => Outcome::TimedOut,
+                Some(Err(panic)) => Outcome::Panicked(panic),
+                Some(Ok(Err(err))) => Outcome::Failed(err),
+                // The component answered the error of its stalled body.
+                Some(Ok(Ok(_))) if *stalled_before_answer.borrow() => Outcome::Stalled,
+                Some(Ok(Ok(response))) => return guard.attach(response, head_only),
+            },
+            _ = halt.wait_for(|halted| *halted) => {
                 guard.release();
-                self.stalled(&what)
-            }
-            Some(Ok(Ok(response))) => guard.attach(response, head_only),
-            Some(Ok(Err(code))) => {
-                guard.release();
-                tracing::warn!("{what}: the component answered with the error {code}");
-                plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the component failed to answer\n",
-                )
-            }
-            None => {
-                instance.abort();
-                guard.release();
-                self.timed_out(&what)
-            }
-            // The instance ended without setting a response: its end says why.
-            Some(Err(_dropped)) => match instance.await {
-                Ok(End::TimedOut) => self.timed_out(&what),
-                Ok(End::Trapped(reason)) => {
-                    tracing::warn!("{what}: the component trapped: {reason}");
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "the component trapped\n")
-                }
-                Ok(End::Halted) => plain(
+                return plain(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is shutting down\n",
-                ),
-                Ok(End::Stalled) => self.stalled(&what),
-                Ok(End::Returned) => self.internal_error(
-                    &what,
-                    &Error::msg("the component returned without setting a response"),
-                ),
-                Err(err) => self.internal_error(&what, &Error::new(err)),
-            },
+                );
+            }
+            // An error is the body dropped unstalled: not a stall.
+            Ok(_) = stalled.wait_for(|stalled| *stalled) => Outcome::Stalled,
+        };
+        // No response to send: the request ends here, its instance told so when it still runs
+        // it (not counted as abandoned: the server gave up on it, not its client).
+        ctl.abandon();
+        guard.release();
+        match outcome {
+            Outcome::Stalled => self.stalled(&what),
+            Outcome::TimedOut => self.timed_out(&what),
+            Outcome::Failed(err) => self.failed(&what, &err, &ctl),
+            Outcome::Panicked(panic) => {
+                self.internal_error(&what, &Error::msg(format!("host panicked: {panic}")))
+            }
         }
+    }
+
+    /// The server's answer to a request whose instance gave no response, for reason `err`.
+    fn failed(&self, what: &str, err: &Error, request: &RequestCtl) -> Response<HyperOutgoingBody> {
+        use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
+        // Past its deadline, the instance may be dropped (by its expiration) a moment before
+        // the server's own timer answers: a timeout all the same.
+        if err.is::<ExpirationError>() || request.past_deadline() {
+            return self.timed_out(what);
+        }
+        if let Some(failed) = err.downcast_ref::<InstantiationError<Arc<RequestCtl>>>() {
+            // The pool full of instances still ending, say: the server is busy, not broken.
+            let why = exit::one_line(&format!("{:#}", failed.error));
+            tracing::warn!("{what}: cannot instantiate the component: {why}");
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has no instance of the component to serve this request\n",
+            );
+        }
+        let code = err
+            .downcast_ref::<wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>()
+            .map(|code| format!("{code:?}"))
+            .or_else(|| {
+                err.downcast_ref::<wasmtime_wasi_http::p3::bindings::http::types::ErrorCode>()
+                    .map(|code| format!("{code:?}"))
+            });
+        if let Some(code) = code {
+            tracing::warn!("{what}: the component answered with the error {code}");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the component failed to answer\n",
+            );
+        }
+        // The handler's own words for a WASI 0.2 handler that returned without a response
+        // (with no cause: a trap would be its cause).
+        let unanswered = err.chain().count() == 1 && err.to_string().contains("response-outparam");
+        if unanswered && request.trapped().is_none() && !err.is::<TrapOrPanicError>() {
+            return self.internal_error(
+                what,
+                &Error::msg("the component returned without setting a response"),
+            );
+        }
+        let reason = request
+            .trapped()
+            .map(str::to_owned)
+            .unwrap_or_else(|| exit::one_line(&format!("{err:#}")));
+        tracing::warn!("{what}: the component trapped: {reason}");
+        plain(StatusCode::INTERNAL_SERVER_ERROR, "the component trapped\n")
     }
 
     /// The 504 of a request past its time limit.
@@ -588,7 +563,7 @@ async fn serve(
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let _ticker = server
         .time_limit
-        .map(|_| limits::EpochTicker::start(server.pre.engine()))
+        .map(|_| limits::EpochTicker::start(&server.engine))
         .transpose()?;
     let addr = listener
         .local_addr()

@@ -1,8 +1,9 @@
 //! How a stalled or vanished client loses its request slot, the same for both WASI flavours: a
 //! request body that delivers nothing for `--body-read-timeout` while it is waited for
 //! ([`TimedBody`]), a connection whose writes make no progress for `--response-write-timeout`
-//! ([`TimedIo`]), and an instance stopped when its response is dropped before its end, which
-//! is what hyper does when the client goes away ([`InstanceGuard`], [`GuardedBody`]).
+//! ([`TimedIo`]), and a request abandoned (its instance told to end it) when its response is
+//! dropped before its end, which is what hyper does when the client goes away
+//! ([`InstanceGuard`], [`GuardedBody`]).
 
 use std::io;
 use std::pin::Pin;
@@ -15,10 +16,10 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::{Sleep, sleep};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use super::instances::{RequestCtl, Streaming};
 use super::metrics::{Limit, Metrics};
 
 /// A deadline armed when a wait begins and disarmed by progress.
@@ -215,26 +216,32 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimedIo<T> {
     }
 }
 
-/// Stops a request's instance (its task aborted: its store, its permit and its client slot
-/// dropped) when dropped armed: the request's future, or its response's body before the end,
-/// dropped by hyper because the connection ended.
+/// Abandons a request ([`RequestCtl::abandon`]: the instance serving it ends it) when dropped
+/// armed: the request's future, or its response's body before the end, dropped by hyper because
+/// the connection ended. Holds the request's slots (its permit, its client's count) until then.
 pub struct InstanceGuard {
-    instance: Option<AbortHandle>,
+    request: Option<Arc<RequestCtl>>,
+    _slots: Box<dyn Send + Sync>,
     metrics: Arc<Metrics>,
 }
 
 impl InstanceGuard {
-    /// Guards the instance running in the task of `instance`.
-    pub fn new(instance: AbortHandle, metrics: Arc<Metrics>) -> Self {
+    /// Guards `request`, holding `slots` for as long as the guard lives.
+    pub fn new(
+        request: Arc<RequestCtl>,
+        slots: impl Send + Sync + 'static,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            instance: Some(instance),
+            request: Some(request),
+            _slots: Box::new(slots),
             metrics,
         }
     }
 
-    /// Lets the instance run on to its own end (or its time limit).
+    /// Lets the request run on to its own end (or its time limit), and frees its slots.
     pub fn release(mut self) {
-        self.instance = None;
+        self.request = None;
     }
 
     /// `response` with this guard in its body, until the body's end; released now when the
@@ -249,10 +256,12 @@ impl InstanceGuard {
             self.release();
             return response;
         }
+        let streaming = self.request.as_ref().map(|request| request.streaming());
         response.map(|inner| {
             GuardedBody {
                 inner,
                 guard: Some(self),
+                _streaming: streaming,
             }
             .boxed_unsync()
         })
@@ -261,10 +270,9 @@ impl InstanceGuard {
 
 impl Drop for InstanceGuard {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.take()
-            && !instance.is_finished()
+        if let Some(request) = self.request.take()
+            && request.abandon()
         {
-            instance.abort();
             self.metrics.abandoned();
         }
     }
@@ -274,6 +282,8 @@ impl Drop for InstanceGuard {
 struct GuardedBody {
     inner: HyperOutgoingBody,
     guard: Option<InstanceGuard>,
+    /// Keeps the instance, doomed, alive until the body is sent or dropped.
+    _streaming: Option<Streaming>,
 }
 
 impl Body for GuardedBody {

@@ -19,8 +19,16 @@
 //! - `/detach/KEY/N`: starts `N` `set`s of `KEY` and drops each future unread (the writes go
 //!   on after the instance ends), answering at once.
 //! - `/set/KEY`: one `set` of `KEY`, awaited: 200, or 500 with the cache's error.
+//! - `/leak-vacancy/KEY`: takes the vacancy of `KEY` and keeps it past the request (the handle
+//!   is leaked).
+//! - `/put/KEY/N`: one `set` of `KEY` to `N` bytes; `/read/KEY`: a `get` of `KEY`, answering
+//!   its length; `/hoard/KEY`: a `get` of `KEY` whose value (its handle) is kept past the
+//!   request, leaked.
+//!
+//! Every response says, in `x-instance-requests`, how many requests its instance has taken.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasi_cache_guest::{Cache, Error};
@@ -29,9 +37,53 @@ use wasip3::{wit_future, wit_stream};
 
 struct Service;
 
+/// Requests this instance has taken.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
 impl wasip3::exports::http::handler::Guest for Service {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        TAKEN.fetch_add(1, Ordering::Relaxed);
         let path = request.get_path_with_query().unwrap_or_default();
+        if let Some(key) = path.strip_prefix("/leak-vacancy/") {
+            let held = match Cache::new().entry(key).await {
+                Ok(wasi_cache_guest::Entry::Vacant(vacancy)) => {
+                    std::mem::forget(vacancy);
+                    "leaked\n"
+                }
+                _ => "not vacant\n",
+            };
+            return respond(200, &[], held.as_bytes().to_vec());
+        }
+        if let Some(rest) = path.strip_prefix("/put/") {
+            let Some((key, n)) = rest
+                .rsplit_once('/')
+                .and_then(|(k, n)| Some((k, n.parse().ok()?)))
+            else {
+                return respond(400, &[], b"expected /put/KEY/N\n".to_vec());
+            };
+            return match Cache::new().set(key, &vec![b'v'; n], None).await {
+                Ok(()) => respond(200, &[], b"put\n".to_vec()),
+                Err(err) => respond(500, &[], format!("cache error: {err}\n").into_bytes()),
+            };
+        }
+        if let Some(key) = path.strip_prefix("/hoard/") {
+            use wasi_cache_guest::bindings::wasi::keyvalue::cache;
+            let held = match cache::get(key).get().await {
+                Ok(Some(value)) => {
+                    std::mem::forget(value);
+                    "hoarded\n"
+                }
+                _ => "absent\n",
+            };
+            return respond(200, &[], held.as_bytes().to_vec());
+        }
+        if let Some(key) = path.strip_prefix("/read/") {
+            return match Cache::new().get(key).await {
+                Ok(Some(value)) => respond(200, &[], format!("{}\n", value.len()).into_bytes()),
+                Ok(None) => respond(404, &[], b"absent\n".to_vec()),
+                Err(err) => respond(500, &[], format!("cache error: {err}\n").into_bytes()),
+            };
+        }
         if let Some(key) = path.strip_prefix("/memo/") {
             return memo(key).await;
         }
@@ -157,8 +209,10 @@ async fn sleep(pause: Duration) {
 /// A response with `status`, `headers` and `body`; the body is written once the host reads it,
 /// after `handle` has returned.
 fn respond(status: u16, headers: &[(&str, &str)], body: Vec<u8>) -> Result<Response, ErrorCode> {
+    let taken = TAKEN.load(Ordering::Relaxed).to_string();
     let entries: Vec<(String, Vec<u8>)> = headers
         .iter()
+        .chain([&("x-instance-requests", taken.as_str())])
         .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
         .collect();
     let fields = Fields::from_list(&entries)
