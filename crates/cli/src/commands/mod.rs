@@ -41,8 +41,8 @@ pub enum Command {
     /// Run a wasi:cli/command component with WASI 0.2 and wasi:keyvalue/cache.
     #[command(after_help = run::EXAMPLES)]
     Run(Box<run::RunArgs>),
-    /// Serve a wasi:http/proxy component over HTTP/1.1, one instance per request, all sharing
-    /// one cache.
+    /// Serve a wasi:http/proxy or wasi:http/service component over HTTP/1.1, each request in a
+    /// fresh or reused instance, all sharing one cache.
     #[command(after_help = serve::EXAMPLES)]
     // Run and Serve are boxed: they hold many more options than Compile.
     Serve(Box<serve::ServeArgs>),

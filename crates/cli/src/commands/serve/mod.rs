@@ -1,10 +1,12 @@
 //! `wasi-cache serve`: its options ([`ServeArgs`]) and its `main`, which serves a WASI 0.2
 //! `wasi:http/proxy` or a WASI 0.3 `wasi:http/service` component over HTTP/1.1 (hyper, through
-//! wasmtime-wasi-http), compiled and pre-instantiated once, a fresh instance per request, every
-//! instance on one shared backend. What both flavours share lives here: the listener, the
+//! wasmtime-wasi-http), compiled and pre-instantiated once, each request in an instance of
+//! wasmtime-wasi-http's worker pool (fresh, or reused: [`instances`]), every instance on one
+//! shared backend. What both flavours share lives here: the listener, the
 //! server's own answers (503 above `--max-concurrent-requests`, 504 past `--request-timeout`,
-//! 500 for a trap), the time limits and the graceful shutdown on SIGINT and SIGTERM; how a
-//! request reaches an instance of each flavour, in [`p2`] and [`p3`]; the admin endpoint of
+//! 500 for a trap), the time limits and the graceful shutdown on SIGINT and SIGTERM; which
+//! instance serves a request, in [`instances`] (what a WASI 0.3 request needs first, in
+//! [`p3`]); the admin endpoint of
 //! `--admin-addr` in [`admin`], the metrics in [`metrics`]; the limits against hostile clients
 //! in [`client_limits`] (their options, the connection cap, the per-client count) and
 //! [`stall`] (stalled bodies and responses, instances of clients gone).
@@ -69,9 +71,11 @@ Examples:
     --allow-outbound 127.0.0.1:9000 proxy.wasm
   wasi-cache serve --redis redis://127.0.0.1:6379/0 --namespace site-a --request-timeout 5s proxy.wasm
 
-Each request runs in a fresh instance of the component, within the per-instance limits
-(--max-memory, --max-resources, --memory-budget, ...) and --request-timeout; every instance
-shares one cache, so concurrent get-or-set calls from different requests wait for one fill.
+Each request runs in an instance of the component, within the per-instance limits
+(--max-memory, --max-resources, --memory-budget, ...) and --request-timeout: a fresh one, or
+one kept for --max-instance-reuse-count requests (default: 1 for a WASI 0.2 component, 128 for
+a WASI 0.3 one, 16 at once); every instance shares one cache, so concurrent get-or-set calls
+from different requests wait for one fill.
 Responses the server makes itself: 503 above --max-concurrent-requests, 429 above
 --max-requests-per-client, 431 above --max-request-header-size or --max-request-headers, 408
 when a body stalls past --body-read-timeout, 504 past --request-timeout, 500 when the component
