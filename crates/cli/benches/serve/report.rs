@@ -151,6 +151,13 @@ pub fn ratios(ours: &Case, peers: &[&Case], goal_peer: &str) -> f64 {
     goal
 }
 
+/// `ours`'s best p50 and p99 over `peer`'s (above 1: `ours` is slower).
+pub fn latency_over(ours: &Case, peer: &Case) -> (f64, f64) {
+    let over =
+        |time: fn(&Run) -> Duration| ours.best(time).as_secs_f64() / peer.best(time).as_secs_f64();
+    (over(p50), over(p99))
+}
+
 /// What the upstream saw of the stampede's path.
 pub struct UpstreamSide {
     /// Requests it received for the path (1 when the rendezvous works).

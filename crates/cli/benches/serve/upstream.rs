@@ -1,6 +1,8 @@
 //! The bench's upstream, served in-process with hyper on a loopback port: `/hit/…` answers at
 //! once, `/cold/…` after [`COLD_LATENCY`], both `200` with a 1 KiB body and
-//! `Cache-Control: max-age=600` (long enough that nothing the bench caches expires during a run).
+//! `Cache-Control: max-age=600` (long enough that nothing the bench caches expires during a run);
+//! `/swr/…` after [`COLD_LATENCY`] too, fresh for one second and then stale for ten minutes
+//! (`max-age=1, stale-while-revalidate=600`): revalidated about once a second under load.
 //! Anything else is a 404. It counts the requests it receives, per path, and notes when the
 //! first one arrived, so the bench can tell what the proxy really fetched, and when.
 
@@ -86,7 +88,8 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = request.uri().path().to_owned();
     let cold = path.starts_with("/cold/");
-    let known = cold || path.starts_with("/hit/");
+    let revalidated = path.starts_with("/swr/");
+    let known = cold || revalidated || path.starts_with("/hit/");
     seen.lock()
         .unwrap()
         .entry(path)
@@ -97,12 +100,16 @@ async fn answer(
         *response.status_mut() = StatusCode::NOT_FOUND;
         return Ok(response);
     }
-    if cold {
+    if cold || revalidated {
         tokio::time::sleep(COLD_LATENCY).await;
     }
+    let control = match revalidated {
+        true => "max-age=1, stale-while-revalidate=600",
+        false => "max-age=600",
+    };
     let response = Response::builder()
         .header("content-type", "text/plain")
-        .header("cache-control", "max-age=600")
+        .header("cache-control", control)
         .body(Full::new(Bytes::from_static(&BODY)))
         .unwrap();
     Ok(response)
