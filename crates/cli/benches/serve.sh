@@ -35,4 +35,7 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
   ulimit -n 4096 || echo "warning: cannot raise the open-file limit to 4096 (ulimit -n)" >&2
 fi
 
+# The bench builds the two guests it serves; the test guests' prebuild (golem-rust's ten minutes
+# and more of one core) would only hold up its compilation.
+export WASI_CACHE_PREBUILD_GUESTS=0
 exec cargo bench -p wasi-cache-cli --bench serve --locked "$@"

@@ -4,9 +4,9 @@
 //! `serve` makes an instance per request (or per few, when it reuses them); on demand, each
 //! one maps and unmaps its linear memory, tables and fiber stack, and the munmaps (with the TLB
 //! shootdowns they cause on every core) were most of the server's CPU. The pool reserves slots
-//! for them once, at start-up, and reuses them. `serve` sizes it for twice
-//! `--max-concurrent-requests` instances of any reasonable component (instances kept for reuse
-//! or still ending live beside those serving): a request that finds it full is answered 503.
+//! for them once, at start-up, and reuses them. `serve` sizes it for a quarter more instances
+//! than `--max-concurrent-requests` ([`instances_for`]), of any reasonable component: a request
+//! that finds it full is answered 503.
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Result};
 
@@ -25,6 +25,14 @@ const STACKS_PER_COMPONENT: u32 = 4;
 /// Elements of the largest table a module may define: interpreters compiled to wasm
 /// (componentize-py, StarlingMonkey) have tables of tens of thousands of functions.
 const TABLE_ELEMENTS: usize = 100_000;
+
+/// The instances the pool of a server handling `requests` at once has room for: a quarter more,
+/// and 16, for the instances that outlive their requests (kept for reuse, or ending after a
+/// timeout or a client gone). Not twice as many: at 4,096 requests the stacks' guard pages alone
+/// would pass Linux's default limit of 65,530 mappings, and the pool could not be reserved.
+pub fn instances_for(requests: usize) -> usize {
+    requests.saturating_add(requests / 4).saturating_add(16)
+}
 
 /// The pooling allocator `serve` asks for: whether to use it and its configuration.
 #[derive(Clone)]
@@ -141,6 +149,19 @@ mod tests {
             format!("{err:#}").contains("--pooling-allocator"),
             "{err:#}"
         );
+    }
+
+    /// The pool of a server of 4,096 requests at once (the serve bench's) is reserved: its
+    /// stacks' guard pages stay within Linux's default limit of mappings, which a pool twice
+    /// that size passed.
+    #[test]
+    fn the_pool_of_4096_requests_is_reserved() {
+        let instances = instances_for(4096);
+        assert_eq!(instances, 4096 + 1024 + 16);
+        let pool = Pool::new(&args(PoolingMode::Yes), instances, 1 << 30).unwrap();
+        if let Err(err) = pool.engine(Config::new()) {
+            panic!("cannot reserve the pool of {instances} instances: {err:#}");
+        }
     }
 
     #[test]

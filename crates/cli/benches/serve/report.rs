@@ -210,14 +210,15 @@ pub fn stampede(outcome: &Outcome, upstream: &UpstreamSide, bound: Duration) -> 
     );
     println!(
         "STAMPEDE requests={n} upstream_requests={} upstream_at_ms={upstream_at} ok={} \
-         x_cache={by_cache} first_ms={} p50_ms={} p99_ms={} max_ms={} \
-         within_latency_plus_50ms={within}",
+         x_cache={by_cache} first_ms={} p50_ms={} p99_ms={} max_ms={} bound_ms={} \
+         within_bound={within}",
         upstream.requests,
         outcome.ok(),
         ms(first),
         ms(p50),
         ms(p99),
-        ms(max)
+        ms(max),
+        bound.as_millis()
     );
     within
 }

@@ -52,7 +52,7 @@ use crate::options::count::parse_count;
 use crate::options::duration::{format_duration, parse_duration};
 use crate::options::pooling::PoolingArgs;
 use crate::options::reuse::ReuseArgs;
-use crate::pooling::Pool;
+use crate::pooling::{self, Pool};
 use crate::shared::SharedArgs;
 use crate::store::InstanceState;
 use crate::{backend, limits, linker, panic, startup, wasi_ctx};
@@ -284,11 +284,9 @@ fn logging() {
 /// component it is.
 fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
     let path = &args.component;
-    // Instances outlive their requests (kept for reuse, or ending after a timeout or a client
-    // gone): the pool has room for as many again as there may be requests.
     let pool = Pool::new(
         &args.pooling,
-        args.max_concurrent_requests.saturating_mul(2),
+        pooling::instances_for(args.max_concurrent_requests),
         args.common.max_memory,
     );
     let pre = linker::instantiate_pre(&args.common, path, true, pool.as_ref())?;
