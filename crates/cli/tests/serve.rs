@@ -684,3 +684,31 @@ async fn the_budget_does_not_leak_across_the_requests_of_an_instance() {
     })
     .await;
 }
+
+/// An instance computing past the shutdown timeout (its request's own timeout far off) does not
+/// hold up the server's exit: it is dropped at its next epoch yield.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computing_instance_does_not_hold_up_the_shutdown() {
+    guarded(proxy_wasm, async {
+        let upstream = Upstream::start().await;
+        let options = [
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--request-timeout",
+            "1h",
+            "--shutdown-timeout",
+            "1s",
+        ];
+        let mut server = Server::start(&upstream, &options);
+        let spinning = tokio::spawn(get(server.addr, "/_test/spin"));
+        server
+            .wait_for_metric("wasi_cache_http_requests_in_flight", 1.0)
+            .await;
+        server.shut_down();
+        let ended = server.ended().await;
+        assert!(ended.status.success(), "{ended:?}");
+        // Answered 503, or its connection closed with the server: either way, over.
+        let _ = spinning.await;
+    })
+    .await;
+}

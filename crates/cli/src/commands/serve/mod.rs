@@ -251,6 +251,15 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         halt: watch::channel(false).0,
         metrics,
     });
+    // Ticking until the runtime is gone: an instance left computing after the shutdown timeout
+    // must still reach an epoch yield for the runtime's threads to stop.
+    let ticker = match server.time_limit {
+        Some(_) => match limits::EpochTicker::start(&server.engine) {
+            Ok(ticker) => Some(ticker),
+            Err(err) => return setup_error(&err),
+        },
+        None => None,
+    };
     if let Err(err) = runtime.block_on(serve(server, listener, stop, args.shutdown_timeout)) {
         return setup_error(&err);
     }
@@ -258,6 +267,7 @@ pub fn main(args: &ServeArgs) -> ExitCode {
     // futures were dropped) before the runtime stops.
     runtime.block_on(backend.settle(args.common.redis_timeout));
     drop(runtime);
+    drop(ticker);
     exit::report_stats(&args.common, &*backend);
     ExitCode::SUCCESS
 }
@@ -563,10 +573,6 @@ async fn serve(
 ) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let _ticker = server
-        .time_limit
-        .map(|_| limits::EpochTicker::start(&server.engine))
-        .transpose()?;
     let addr = listener
         .local_addr()
         .context("cannot read the bound address")?;
