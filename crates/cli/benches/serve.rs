@@ -154,19 +154,18 @@ fn main() {
     ];
     let proxy = Server::start(&proxy_wasm, &options);
     let constant = Server::start(&constant_wasm, &options);
+    let with = |extra: [&str; 2]| -> Vec<String> {
+        options
+            .iter()
+            .cloned()
+            .chain(extra.map(str::to_owned))
+            .collect()
+    };
     // The same constant component with instances mapped and unmapped per request.
-    let on_demand_options: Vec<String> = options
-        .iter()
-        .cloned()
-        .chain(["--pooling-allocator".to_owned(), "no".to_owned()])
-        .collect();
+    let on_demand_options = with(["--pooling-allocator", "no"]);
     let constant_on_demand = Server::start(&constant_wasm, &on_demand_options);
     // Both again with instances reused, as `wasmtime-reuse` does.
-    let reuse_options: Vec<String> = options
-        .iter()
-        .cloned()
-        .chain(["--max-instance-reuse-count".to_owned(), "128".to_owned()])
-        .collect();
+    let reuse_options = with(["--max-instance-reuse-count", "128"]);
     let proxy_reuse = Server::start(&proxy_wasm, &reuse_options);
     let constant_reuse = Server::start(&constant_wasm, &reuse_options);
     runtime.block_on(warm(&proxy, &upstream));

@@ -25,7 +25,7 @@ use tokio::time::Sleep;
 use wasi_cache_engine::Backend;
 use wasi_cache_host::{MemoryMeter, Requests};
 use wasmtime::component::GuestTaskId;
-use wasmtime::{Result, Store, StoreContextMut};
+use wasmtime::{Engine, Result, Store, StoreContextMut};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -42,6 +42,8 @@ use crate::wasi_ctx;
 pub struct Instances {
     /// The component, linked, of either flavour.
     pub pre: ProxyPre<InstanceState>,
+    /// The engine it is compiled for.
+    pub engine: Engine,
     /// The cache every instance shares.
     pub backend: Arc<dyn Backend>,
     /// The cache options and per-instance limits.
@@ -63,13 +65,15 @@ impl HandlerState for Instances {
 
     async fn instantiate(&self) -> Result<Instance<InstanceState, Expiration, Worker>> {
         let wasi = wasi_ctx::wasi_ctx(&self.common, &self.argv);
-        let engine = match &self.pre {
-            ProxyPre::P2(pre) => pre.engine(),
-            ProxyPre::P3(pre) => pre.engine(),
-        };
         let backend = self.backend.clone();
-        let mut store =
-            store::new_store_with(engine, &self.common, backend, wasi, None, &self.shared);
+        let mut store = store::new_store_with(
+            &self.engine,
+            &self.common,
+            backend,
+            wasi,
+            None,
+            &self.shared,
+        );
         // Each request has its own deadline, which [`Expiration`] enforces from outside the
         // store: the guest's code only has to yield to it.
         if self.time_limit.is_some() {

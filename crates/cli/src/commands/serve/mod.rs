@@ -167,8 +167,8 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let pre = match prepare(args) {
-        Ok(pre) => pre,
+    let (pre, engine) = match prepare(args) {
+        Ok(prepared) => prepared,
         Err(err) => return setup_error(&err),
     };
     // Before Redis connects and the listeners bind: they are files too.
@@ -221,12 +221,9 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         runtime.spawn(admin.serve(listener));
     }
     let p3 = matches!(pre, ProxyPre::P3(_));
-    let engine = match &pre {
-        ProxyPre::P2(pre) => pre.engine().clone(),
-        ProxyPre::P3(pre) => pre.engine().clone(),
-    };
     let handler = ProxyHandler::new(Instances {
         pre,
+        engine: engine.clone(),
         backend: backend.clone(),
         common: args.common.clone(),
         argv: vec![wasi_ctx::argv0(&args.component)],
@@ -291,8 +288,8 @@ fn logging() {
 
 /// Compiles the component and links it with WASI, wasi:http and the cache, once for every
 /// request, on an engine set up for the time limit; it is served as the WASI 0.2 or 0.3 HTTP
-/// component it is.
-fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
+/// component it is; with the engine it is compiled for.
+fn prepare(args: &ServeArgs) -> Result<(ProxyPre<InstanceState>, Engine)> {
     let path = &args.component;
     let pool = Pool::new(
         &args.pooling,
@@ -307,11 +304,12 @@ fn prepare(args: &ServeArgs) -> Result<ProxyPre<InstanceState>> {
         ))
     };
     let engine = pre.engine().clone();
-    match flavour::http(pre.component(), &engine).map_err(not_http)? {
+    let pre = match flavour::http(pre.component(), &engine).map_err(not_http)? {
         Flavour::P2 => p2::ProxyPre::new(pre).map(ProxyPre::P2),
         Flavour::P3 => ServicePre::new(pre).map(ProxyPre::P3),
     }
-    .map_err(|err| not_http(format!("its handler does not match: {err}")))
+    .map_err(|err| not_http(format!("its handler does not match: {err}")))?;
+    Ok((pre, engine))
 }
 
 /// Binds a listening socket, for `what`.
